@@ -1,0 +1,219 @@
+"""One settings module; production differs only by environment (see README, Configuration)."""
+
+from pathlib import Path
+
+import environ
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+VAR_DIR = BASE_DIR / "var"
+
+env = environ.Env()
+# A local .env is read if present; real deployments set the environment instead.
+environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
+
+DEBUG = env.bool("DEBUG", default=False)
+# Without SECRET_KEY a per-checkout key is generated under var/ so the embedded
+# default starts with nothing configured; production must set SECRET_KEY.
+_dev_key_file = VAR_DIR / "secret_key"
+
+
+def _dev_secret(path: Path, make) -> str:
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(make())
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+def _random_key() -> str:
+    import secrets
+
+    return secrets.token_urlsafe(50)
+
+
+def _fernet_key() -> str:
+    from cryptography.fernet import Fernet
+
+    return Fernet.generate_key().decode()
+
+
+SECRET_KEY = env.str("SECRET_KEY", default="") or _dev_secret(_dev_key_file, _random_key)
+ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"])
+CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "formtools",
+    "django_htmx",
+    "domains",
+    "accounts",
+    "mapping",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django_htmx.middleware.HtmxMiddleware",
+]
+
+ROOT_URLCONF = "aamail.urls"
+WSGI_APPLICATION = "aamail.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+DATABASES = {
+    "default": env.db("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'aamail.sqlite3'}"),
+}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # Workers and the web process share the file: wait for a lock instead of failing.
+    DATABASES["default"].setdefault("OPTIONS", {})["timeout"] = 20
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_USER_MODEL = "auth.User"
+AUTHENTICATION_BACKENDS = [
+    "django.contrib.auth.backends.ModelBackend",
+    "accounts.backends.MailAccountBackend",
+]
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "console-home"
+LOGOUT_REDIRECT_URL = "login"
+
+# Argon2 first: Dovecot verifies Django's argon2 hashes as stored (mail-service.md).
+PASSWORD_HASHERS = [
+    "django.contrib.auth.hashers.Argon2PasswordHasher",
+    "django.contrib.auth.hashers.PBKDF2PasswordHasher",
+]
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = env.str("TIME_ZONE", default="UTC")
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STATIC_ROOT = env.path("STATIC_ROOT", default=VAR_DIR / "static")
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {
+        "BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"
+        if not DEBUG
+        else "django.contrib.staticfiles.storage.StaticFilesStorage"
+    },
+}
+WHITENOISE_USE_FINDERS = DEBUG
+
+# Security: all of these are on unless the environment says otherwise (check --deploy).
+SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=False)
+SESSION_COOKIE_SECURE = env.bool("SESSION_COOKIE_SECURE", default=False)
+CSRF_COOKIE_SECURE = env.bool("CSRF_COOKIE_SECURE", default=False)
+SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = SECURE_HSTS_SECONDS > 0
+SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=False)
+SECURE_PROXY_SSL_HEADER = (
+    ("HTTP_X_FORWARDED_PROTO", "https") if env.bool("BEHIND_TLS_PROXY", default=False) else None
+)
+SESSION_COOKIE_HTTPONLY = True
+X_FRAME_OPTIONS = "DENY"
+
+# --- Mail storage -----------------------------------------------------------------------
+MAIL_ROOT = env.path("MAIL_ROOT", default=VAR_DIR / "mail")
+# Owner of Maildir files, shared with Dovecot (Debian's "mail" user is 8:8). None: keep
+# the worker's own uid/gid (embedded default, tests).
+MAIL_UID = env.int("MAIL_UID", default=None)
+MAIL_GID = env.int("MAIL_GID", default=None)
+
+# --- ISP password encryption ------------------------------------------------------------
+# Comma-separated Fernet keys, newest first (MultiFernet): add a new key in front, run
+# `manage.py rotate_isp_keys`, then drop the old one. Never derived from SECRET_KEY, so a
+# SECRET_KEY rotation never loses the stored ISP passwords.
+ISP_SECRET_KEYS = env.list("ISP_SECRET_KEYS", default=[]) or [
+    _dev_secret(VAR_DIR / "isp_secret_key", _fernet_key)
+]
+
+# --- Celery ---------------------------------------------------------------------------
+# Embedded default: kombu's filesystem transport, which needs no server.
+_BROKER_DIR = VAR_DIR / "broker"
+CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="filesystem://")
+if CELERY_BROKER_URL.startswith("filesystem://"):
+    for sub in ("out", "processed"):
+        (_BROKER_DIR / sub).mkdir(parents=True, exist_ok=True)
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "data_folder_in": str(_BROKER_DIR / "out"),
+        "data_folder_out": str(_BROKER_DIR / "out"),
+        "processed_folder": str(_BROKER_DIR / "processed"),
+        "store_processed": False,
+    }
+else:
+    # Redis redelivers unacknowledged tasks after visibility_timeout; every fetch is bounded
+    # far below it (FETCH_TIME_LIMIT) so a running fetch is never handed out twice by it.
+    CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
+CELERY_TASK_SERIALIZER = "json"
+CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_RESULT_BACKEND = None
+CELERY_TASK_IGNORE_RESULT = True
+# A task whose worker dies is delivered again; the fetch is idempotent (UIDL rows).
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
+CELERY_TIMEZONE = TIME_ZONE
+FETCH_TIME_LIMIT = env.int("FETCH_TIME_LIMIT", default=1200)
+CELERY_TASK_TIME_LIMIT = FETCH_TIME_LIMIT + 60
+CELERY_TASK_SOFT_TIME_LIMIT = FETCH_TIME_LIMIT
+CELERY_TASK_ROUTES = {"mapping.tasks.binding_fetch": {"queue": "fetch"}}
+SCHEDULER_TICK_SECONDS = env.int("SCHEDULER_TICK_SECONDS", default=30)
+
+# --- POP3 / Detect ----------------------------------------------------------------------
+POP3_TIMEOUT = env.float("POP3_TIMEOUT", default=30.0)
+# Extra CA bundle trusted for ISP servers (on top of the system store).
+ISP_CA_FILE = env.str("ISP_CA_FILE", default="") or None
+# Detect may reach loopback/private addresses only when this is on (an office box usually
+# talks to a public ISP); link-local and cloud-metadata addresses are always refused.
+DETECT_ALLOW_PRIVATE = env.bool("DETECT_ALLOW_PRIVATE", default=DEBUG)
+# Optional allow-list for Detect targets: "host:port" or "host:*" entries; empty = any.
+DETECT_ALLOWED_TARGETS = env.list("DETECT_ALLOWED_TARGETS", default=[])
+DETECT_DEADLINE_SECONDS = env.float("DETECT_DEADLINE_SECONDS", default=20.0)
+DETECT_RATE_LIMIT = env.str("DETECT_RATE_LIMIT", default="10/60")  # runs per seconds, per user
+
+LOGIN_RATE_LIMIT = env.str("LOGIN_RATE_LIMIT", default="10/300")  # failures per seconds
+
+CACHES = {
+    "default": env.cache("CACHE_URL", default="locmemcache://"),
+}
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
+}

@@ -1,0 +1,36 @@
+"""Re-encrypt every stored ISP secret under the newest key of ISP_SECRET_KEYS."""
+
+from django.core.management.base import BaseCommand
+from django.db import transaction
+
+from mapping import crypto
+from mapping.models import Binding
+
+
+class Command(BaseCommand):
+    help = (
+        "Re-encrypt all ISP passwords with the first key in ISP_SECRET_KEYS. Put a new key "
+        "first, run this, then remove the old key. --generate prints a new key."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument("--generate", action="store_true", help="print a new key and exit")
+
+    def handle(self, *args, generate: bool = False, **options):
+        if generate:
+            self.stdout.write(crypto.generate_key())
+            return
+        count = 0
+        with transaction.atomic():
+            for binding in Binding.objects.select_for_update().only(
+                "id", "password_encrypted", "smtp_password_encrypted"
+            ):
+                fields = {}
+                for name in ("password_encrypted", "smtp_password_encrypted"):
+                    token = getattr(binding, name)
+                    if token:
+                        fields[name] = crypto.reencrypt(token)
+                # update(), not save(): rotation must not trip unrelated validation.
+                Binding.objects.filter(pk=binding.pk).update(**fields)
+                count += 1
+        self.stdout.write(self.style.SUCCESS(f"Re-encrypted the secrets of {count} bindings."))

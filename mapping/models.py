@@ -1,0 +1,210 @@
+"""Remote POP3 accounts (bindings), their UIDL record and fetch history."""
+
+from __future__ import annotations
+
+from django.core.exceptions import ValidationError
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db import models
+
+from accounts.models import Account
+from domains.models import PORT_VALIDATORS, Security
+from domains.names import normalize_domain_name
+
+from . import crypto
+
+_PROTOCOL_UNSAFE = ("\r", "\n", "\x00")
+
+
+def _reject_protocol_unsafe(value: str, label: str) -> None:
+    # Values go into POP3/SMTP command lines: CR/LF would start a new command (poplib trap).
+    if any(ch in value for ch in _PROTOCOL_UNSAFE):
+        raise ValidationError({label: "Line breaks and NUL characters are not allowed here."})
+
+
+class LeavePolicy(models.TextChoices):
+    KEEP = "keep", "Keep messages on the server"
+    DELETE = "delete", "Delete from the server once stored"
+    DELETE_AFTER = "delete_after", "Delete from the server after N days"
+
+
+class BindingState(models.TextChoices):
+    NEW = "new", "Not fetched yet"
+    OK = "ok", "OK"
+    RETRYING = "retrying", "Temporary error, retrying"
+    NEEDS_ATTENTION = "needs_attention", "Needs attention"
+
+
+class Binding(models.Model):
+    """A "Remote POP3 account": an ISP mailbox downloaded into an internal account."""
+
+    account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="bindings")
+    host = models.CharField("ISP server address", max_length=253)
+    port = models.PositiveIntegerField("Port", default=995, validators=PORT_VALIDATORS)
+    security = models.CharField(
+        "Security", max_length=16, choices=Security.choices, default=Security.SSL
+    )
+    username = models.CharField("ISP account", max_length=255)
+    password_encrypted = models.TextField(editable=False, blank=True)
+    leave_policy = models.CharField(
+        "Messages on the server", max_length=16, choices=LeavePolicy.choices,
+        default=LeavePolicy.KEEP,
+    )
+    delete_after_days = models.PositiveIntegerField(
+        "Delete after (days)", null=True, blank=True,
+        validators=[MinValueValidator(1), MaxValueValidator(3650)],
+    )
+    fetch_interval_minutes = models.PositiveIntegerField(
+        "Fetch every (minutes)", default=5, validators=[MinValueValidator(1), MaxValueValidator(1440)]
+    )
+    enabled = models.BooleanField("Enabled", default=True)
+
+    # SMTP relay for mail this account sends out; blank host/credentials = the POP3 ones.
+    smtp_host = models.CharField("ISP SMTP server", max_length=253, blank=True)
+    smtp_port = models.PositiveIntegerField("SMTP port", default=587, validators=PORT_VALIDATORS)
+    smtp_security = models.CharField(
+        "SMTP security", max_length=16, choices=Security.choices, default=Security.STARTTLS
+    )
+    smtp_username = models.CharField("SMTP account", max_length=255, blank=True)
+    smtp_password_encrypted = models.TextField(editable=False, blank=True)
+    is_outgoing_relay = models.BooleanField("Outgoing relay", default=False)
+
+    # Live status, written only by mapping.fetch.
+    state = models.CharField(max_length=20, choices=BindingState.choices, default=BindingState.NEW)
+    last_check_at = models.DateTimeField("Last check", null=True, blank=True)
+    last_success_at = models.DateTimeField("Last success", null=True, blank=True)
+    last_error = models.TextField("Last error", blank=True)
+    last_error_at = models.DateTimeField(null=True, blank=True)
+    consecutive_failures = models.PositiveIntegerField(default=0)
+    next_fetch_at = models.DateTimeField("Next fetch", null=True, blank=True, db_index=True)
+    messages_fetched = models.PositiveBigIntegerField("Messages fetched", default=0)
+    bytes_fetched = models.PositiveBigIntegerField("Bytes fetched", default=0)
+    # Fence for the one-fetch-at-a-time lease (design.md: a lock that can expire needs one).
+    lease_token = models.UUIDField(null=True, blank=True, editable=False)
+    lease_expires_at = models.DateTimeField(null=True, blank=True, editable=False)
+
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["account", "id"]
+        verbose_name = "remote POP3 account"
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(security__in=Security.values), name="binding_security_valid"
+            ),
+            models.CheckConstraint(
+                condition=~models.Q(leave_policy="delete_after")
+                | models.Q(delete_after_days__isnull=False),
+                name="binding_delete_after_has_days",
+            ),
+            models.UniqueConstraint(
+                fields=["account", "host", "port", "username"], name="binding_unique_mailbox"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.username}@{self.host}:{self.port} → {self.account_id}"
+
+    __repr__ = __str__  # never the password, even by accident
+
+    def set_isp_password(self, raw: str) -> None:
+        """Store the ISP password encrypted; the clear text is never kept."""
+        self.password_encrypted = crypto.encrypt(raw)
+
+    def get_isp_password(self) -> str:
+        """Decrypt the ISP password for a login; call just before using it."""
+        return crypto.decrypt(self.password_encrypted)
+
+    def set_smtp_password(self, raw: str) -> None:
+        self.smtp_password_encrypted = crypto.encrypt(raw) if raw else ""
+
+    def smtp_credentials(self) -> tuple[str, str]:
+        """(username, password) for the SMTP relay, defaulting to the POP3 ones."""
+        if self.smtp_password_encrypted:
+            return self.smtp_username or self.username, crypto.decrypt(
+                self.smtp_password_encrypted
+            )
+        return self.smtp_username or self.username, self.get_isp_password()
+
+    @property
+    def effective_smtp_host(self) -> str:
+        return self.smtp_host or self.account.domain.smtp_host or self.host
+
+    def clean(self) -> None:
+        if self.host:
+            self.host = normalize_domain_name(self.host, field_label="ISP server address")
+        if self.smtp_host:
+            self.smtp_host = normalize_domain_name(self.smtp_host, field_label="ISP SMTP server")
+        _reject_protocol_unsafe(self.username, "username")
+        _reject_protocol_unsafe(self.smtp_username, "smtp_username")
+        if not self.password_encrypted:
+            raise ValidationError({"username": "The ISP password is required."})
+        if self.leave_policy == LeavePolicy.DELETE_AFTER and not self.delete_after_days:
+            raise ValidationError(
+                {"delete_after_days": "Say after how many days messages are deleted."}
+            )
+        if self.account_id and not self.account.may_have_bindings:
+            account = self.account
+            raise ValidationError(
+                f"{account.address} ({account.get_kind_display()}) cannot have remote POP3 "
+                f"accounts: {domain_rule(account)}"
+            )
+
+    def save(self, *args, **kwargs) -> None:
+        self.full_clean()
+        super().save(*args, **kwargs)
+
+
+def domain_rule(account: Account) -> str:
+    from domains.rules import binding_rule_text
+
+    return binding_rule_text(account.domain.domain_type)
+
+
+class SeenUidl(models.Model):
+    """One message of a remote mailbox known to be stored locally (or about to be).
+
+    The row is the truth for "already fetched": written as an intent (`stored_at` empty,
+    with the Maildir file name) before the file is renamed into new/, completed after.
+    """
+
+    binding = models.ForeignKey(Binding, on_delete=models.CASCADE, related_name="seen_uidls")
+    uidl = models.CharField(max_length=255)
+    maildir_name = models.CharField(max_length=255, blank=True)
+    size = models.PositiveBigIntegerField(default=0)
+    first_seen_at = models.DateTimeField()
+    stored_at = models.DateTimeField(null=True, blank=True)
+    deleted_on_server_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["binding", "uidl"], name="seenuidl_unique"),
+        ]
+
+
+class FetchOutcome(models.TextChoices):
+    RUNNING = "running", "Running"
+    OK = "ok", "OK"
+    ERROR = "error", "Error"
+    AUTH_FAILED = "auth_failed", "Password rejected"
+    SKIPPED = "skipped", "Skipped (another fetch was running)"
+
+
+class FetchRun(models.Model):
+    """One fetch attempt of a binding, for the short history shown in the console."""
+
+    binding = models.ForeignKey(Binding, on_delete=models.CASCADE, related_name="fetch_runs")
+    started_at = models.DateTimeField()
+    finished_at = models.DateTimeField(null=True, blank=True)
+    outcome = models.CharField(
+        max_length=16, choices=FetchOutcome.choices, default=FetchOutcome.RUNNING
+    )
+    trigger = models.CharField(max_length=16, default="schedule")  # schedule | manual | command
+    messages = models.PositiveIntegerField(default=0)
+    bytes = models.PositiveBigIntegerField(default=0)
+    deleted = models.PositiveIntegerField(default=0)
+    error = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-started_at"]
+        indexes = [models.Index(fields=["binding", "-started_at"])]

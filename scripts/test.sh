@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# The test command (README): installs what the tests need, then runs them.
+#   bash scripts/test.sh              default suite (PostgreSQL if reachable, then SQLite)
+#   bash scripts/test.sh -m slow      the long proofs only (see README)
+#   extra arguments are passed to pytest
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/system-packages.sh
+bash scripts/bootstrap.sh
+bash scripts/services.sh
+
+.venv/bin/ruff check .
+.venv/bin/ruff format --check .
+
+PG_URL=${TEST_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/test}
+if .venv/bin/python -c "import psycopg,sys; psycopg.connect('$PG_URL', connect_timeout=3).close()" 2>/dev/null; then
+    echo "== pytest on PostgreSQL =="
+    DATABASE_URL=$PG_URL .venv/bin/pytest "$@"
+    echo "== pytest on SQLite (database-level tests) =="
+    DATABASE_URL=sqlite:///:memory: .venv/bin/pytest -m "not slow and not browser" \
+        tests/domains tests/accounts tests/mapping/test_models.py "$@"
+else
+    echo "== PostgreSQL not reachable at $PG_URL: SQLite only =="
+    DATABASE_URL=sqlite:///:memory: .venv/bin/pytest "$@"
+fi
