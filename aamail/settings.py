@@ -53,6 +53,7 @@ INSTALLED_APPS = [
     "domains",
     "accounts",
     "mapping",
+    "mailservice",
 ]
 
 MIDDLEWARE = [
