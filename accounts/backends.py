@@ -26,7 +26,9 @@ class MailAccountBackend(BaseBackend):
             return None
         account = (
             Account.objects.select_related("domain", "user")
-            .filter(localpart=parts[0], domain__name=parts[1], is_active=True, domain__is_active=True)
+            .filter(
+                localpart=parts[0], domain__name=parts[1], is_active=True, domain__is_active=True
+            )
             .first()
         )
         if account is None:

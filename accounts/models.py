@@ -48,9 +48,7 @@ class Account(models.Model):
     )
     # Django's argon2 hash; Dovecot verifies it as stored (mail-service.md, §1).
     password = models.CharField(max_length=255, editable=False)
-    quota_mb = models.PositiveIntegerField(
-        "Quota (MB)", default=0, help_text="0 means no limit."
-    )
+    quota_mb = models.PositiveIntegerField("Quota (MB)", default=0, help_text="0 means no limit.")
     is_active = models.BooleanField("Active", default=True)
     # The console session of an account that logs in (administrators, self-service).
     user = models.OneToOneField(

@@ -46,15 +46,21 @@ class Binding(models.Model):
     username = models.CharField("ISP account", max_length=255)
     password_encrypted = models.TextField(editable=False, blank=True)
     leave_policy = models.CharField(
-        "Messages on the server", max_length=16, choices=LeavePolicy.choices,
+        "Messages on the server",
+        max_length=16,
+        choices=LeavePolicy.choices,
         default=LeavePolicy.KEEP,
     )
     delete_after_days = models.PositiveIntegerField(
-        "Delete after (days)", null=True, blank=True,
+        "Delete after (days)",
+        null=True,
+        blank=True,
         validators=[MinValueValidator(1), MaxValueValidator(3650)],
     )
     fetch_interval_minutes = models.PositiveIntegerField(
-        "Fetch every (minutes)", default=5, validators=[MinValueValidator(1), MaxValueValidator(1440)]
+        "Fetch every (minutes)",
+        default=5,
+        validators=[MinValueValidator(1), MaxValueValidator(1440)],
     )
     enabled = models.BooleanField("Enabled", default=True)
 
@@ -121,9 +127,7 @@ class Binding(models.Model):
     def smtp_credentials(self) -> tuple[str, str]:
         """(username, password) for the SMTP relay, defaulting to the POP3 ones."""
         if self.smtp_password_encrypted:
-            return self.smtp_username or self.username, crypto.decrypt(
-                self.smtp_password_encrypted
-            )
+            return self.smtp_username or self.username, crypto.decrypt(self.smtp_password_encrypted)
         return self.smtp_username or self.username, self.get_isp_password()
 
     @property
@@ -181,6 +185,9 @@ class SeenUidl(models.Model):
             models.UniqueConstraint(fields=["binding", "uidl"], name="seenuidl_unique"),
         ]
 
+    def __str__(self) -> str:
+        return f"{self.uidl} ({'stored' if self.stored_at else 'pending'})"
+
 
 class FetchOutcome(models.TextChoices):
     RUNNING = "running", "Running"
@@ -208,3 +215,6 @@ class FetchRun(models.Model):
     class Meta:
         ordering = ["-started_at"]
         indexes = [models.Index(fields=["binding", "-started_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.started_at:%Y-%m-%d %H:%M} {self.outcome}"

@@ -14,6 +14,11 @@ def _fast_and_isolated(settings, tmp_path):
     settings.PASSWORD_HASHERS = ["tests.hashers.FastArgon2PasswordHasher"]
     settings.MAIL_ROOT = tmp_path / "mail"
     settings.CELERY_TASK_ALWAYS_EAGER = True
+    # No collectstatic in tests: serve static files unhashed from the finders.
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+    }
     from django.core.cache import cache
 
     cache.clear()

@@ -13,9 +13,7 @@ pytestmark = pytest.mark.django_db
 
 def _raw_column(binding_id: int) -> str:
     with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT password_encrypted FROM mapping_binding WHERE id = %s", [binding_id]
-        )
+        cursor.execute("SELECT password_encrypted FROM mapping_binding WHERE id = %s", [binding_id])
         return cursor.fetchone()[0]
 
 

@@ -1,0 +1,109 @@
+"""Console pages for accounts: home, the account list of a domain, the Account dialog."""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.contrib.auth.views import LoginView
+from django.db.models import Count, Q
+from django.shortcuts import redirect
+from django.urls import reverse
+from django.utils.decorators import method_decorator
+from django.views.decorators.debug import sensitive_post_parameters
+from django.views.generic import DeleteView, ListView, UpdateView, View
+
+from .access import (
+    ConsoleMixin,
+    account_of,
+    accounts_for,
+    domains_for,
+    get_domain_for,
+    may_use_console,
+)
+from .forms import AccountGeneralForm, AccountSearchForm
+from .login import ThrottledAuthenticationForm
+
+
+@method_decorator(sensitive_post_parameters("password"), name="dispatch")
+class ConsoleLoginView(LoginView):
+    template_name = "registration/login.html"
+    authentication_form = ThrottledAuthenticationForm
+    redirect_authenticated_user = True
+
+
+class ConsoleHomeView(View):
+    """Send each login where it belongs."""
+
+    def get(self, request):
+        user = request.user
+        if not user.is_authenticated:
+            return redirect("login")
+        if not may_use_console(user):
+            account = account_of(user)
+            if account is not None:
+                return redirect("selfservice")
+            return redirect("login")
+        domains = list(domains_for(user)[:2])
+        if not user.is_superuser and len(domains) == 1:
+            return redirect("account-list", domains[0].pk)
+        return redirect("domain-list")
+
+
+class AccountListView(ConsoleMixin, ListView):
+    template_name = "accounts/account_list.html"
+    context_object_name = "accounts"
+    paginate_by = 25
+
+    def get_queryset(self):
+        self.domain = get_domain_for(self.request.user, self.kwargs["domain_id"])
+        self.search = AccountSearchForm(self.request.GET or None)
+        accounts = self.domain.accounts.annotate(binding_count=Count("bindings")).order_by(
+            "localpart"
+        )
+        if self.search.is_valid() and self.search.cleaned_data["q"]:
+            q = self.search.cleaned_data["q"].strip()
+            accounts = accounts.filter(Q(localpart__icontains=q) | Q(display_name__icontains=q))
+        return accounts
+
+    def get_context_data(self, **kwargs):
+        return super().get_context_data(domain=self.domain, search=self.search, **kwargs)
+
+
+class AccountDialogMixin(ConsoleMixin):
+    """The Account dialog: tabs General and POP3 remote."""
+
+    context_object_name = "account"
+
+    def get_queryset(self):
+        return accounts_for(self.request.user).select_related("domain")
+
+    def get_context_data(self, **kwargs):
+        return super().get_context_data(domain=self.object.domain, tab=self.tab, **kwargs)
+
+
+@method_decorator(sensitive_post_parameters("new_password"), name="dispatch")
+class AccountGeneralView(AccountDialogMixin, UpdateView):
+    form_class = AccountGeneralForm
+    template_name = "accounts/account_general.html"
+    tab = "general"
+
+    def form_valid(self, form):
+        response = super().form_valid(form)
+        messages.success(self.request, f"Account {self.object.address} saved.")
+        return response
+
+    def get_success_url(self) -> str:
+        return reverse("account-general", args=[self.object.pk])
+
+
+class AccountDeleteView(AccountDialogMixin, DeleteView):
+    template_name = "accounts/account_confirm_delete.html"
+    tab = "general"
+
+    def form_valid(self, form):
+        address, domain_id = self.object.address, self.object.domain_id
+        self.object.delete()
+        messages.success(
+            self.request,
+            f"Account {address} deleted. Its mail files were left in place on disk.",
+        )
+        return redirect("account-list", domain_id)

@@ -1,0 +1,53 @@
+"""Console pages for domains: list, create, edit."""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.db.models import Count
+from django.urls import reverse
+from django.views.generic import CreateView, ListView, UpdateView
+
+from accounts.access import ConsoleMixin, SuperuserMixin, domains_for
+
+from .forms import DomainForm
+from .models import Domain
+
+
+class DomainListView(ConsoleMixin, ListView):
+    template_name = "domains/domain_list.html"
+    context_object_name = "domains"
+    paginate_by = 50
+
+    def get_queryset(self):
+        return (
+            domains_for(self.request.user)
+            .annotate(account_count=Count("accounts"))
+            .order_by("name")
+        )
+
+
+class DomainCreateView(SuperuserMixin, CreateView):
+    model = Domain
+    form_class = DomainForm
+    template_name = "domains/domain_form.html"
+
+    def get_success_url(self) -> str:
+        messages.success(self.request, f"Domain {self.object.name} created.")
+        return reverse("account-list", args=[self.object.pk])
+
+
+class DomainUpdateView(ConsoleMixin, UpdateView):
+    form_class = DomainForm
+    template_name = "domains/domain_form.html"
+
+    def get_queryset(self):
+        return domains_for(self.request.user)
+
+    def get_form_kwargs(self):
+        kwargs = super().get_form_kwargs()
+        kwargs["name_editable"] = self.request.user.is_superuser
+        return kwargs
+
+    def get_success_url(self) -> str:
+        messages.success(self.request, f"Domain {self.object.name} saved.")
+        return reverse("account-list", args=[self.object.pk])

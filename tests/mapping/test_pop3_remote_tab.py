@@ -1,0 +1,97 @@
+"""The Account dialog's POP3 remote tab: add, modify, delete; the password is write-only."""
+
+import pytest
+from django.urls import reverse
+
+from mapping.models import Binding
+from tests.factories import ISP_PASSWORD, AccountFactory, BindingFactory, DomainFactory
+
+pytestmark = pytest.mark.django_db
+
+
+def _data(**overrides):
+    data = {
+        "host": "pop.isp.example",
+        "port": 995,
+        "security": "ssl",
+        "username": "support-isp",
+        "isp_password": "Isp-Pass-1",
+        "leave_policy": "keep",
+        "fetch_interval_minutes": 5,
+        "enabled": "on",
+        "smtp_port": 587,
+        "smtp_security": "starttls",
+    }
+    data.update(overrides)
+    return data
+
+
+def test_it_adds_a_remote_pop3_account(admin_client, domain):
+    account = AccountFactory(domain=domain)
+    response = admin_client.post(reverse("binding-create", args=[account.pk]), _data())
+    assert response.status_code == 302
+    binding = Binding.objects.get(account=account)
+    assert binding.username == "support-isp"
+    assert binding.get_isp_password() == "Isp-Pass-1"
+    assert "Isp-Pass-1" not in binding.password_encrypted
+
+
+def test_it_prefills_the_domain_defaults(admin_client, domain):
+    account = AccountFactory(domain=domain)
+    page = admin_client.get(reverse("binding-create", args=[account.pk])).content.decode()
+    assert f'value="{domain.pop3_host}"' in page
+
+
+def test_it_never_renders_the_stored_password(admin_client, domain):
+    binding = BindingFactory(account=AccountFactory(domain=domain))
+    page = admin_client.get(
+        reverse("binding-edit", args=[binding.account_id, binding.pk])
+    ).content.decode()
+    assert ISP_PASSWORD not in page
+    assert binding.password_encrypted not in page
+
+
+def test_it_keeps_the_stored_password_when_the_field_is_blank(admin_client, domain):
+    binding = BindingFactory(account=AccountFactory(domain=domain))
+    response = admin_client.post(
+        reverse("binding-edit", args=[binding.account_id, binding.pk]),
+        _data(username=binding.username, isp_password="", port=110, security="starttls"),
+    )
+    assert response.status_code == 302
+    binding.refresh_from_db()
+    assert binding.port == 110
+    assert binding.get_isp_password() == ISP_PASSWORD
+
+
+def test_it_requires_a_password_for_a_new_binding(admin_client, domain):
+    account = AccountFactory(domain=domain)
+    response = admin_client.post(
+        reverse("binding-create", args=[account.pk]), _data(isp_password="")
+    )
+    assert response.status_code == 200
+    assert "The ISP password is required." in response.content.decode()
+    assert not Binding.objects.exists()
+
+
+def test_it_refuses_a_binding_in_standard_mode_with_the_seed_rule(admin_client_su):
+    account = AccountFactory(domain=DomainFactory(domain_type="standard"))
+    response = admin_client_su.post(
+        reverse("binding-create", args=[account.pk]), _data(), follow=True
+    )
+    assert "Standard mode does not allow" in response.content.decode()
+    assert not Binding.objects.exists()
+
+
+def test_it_deletes_a_binding(admin_client, domain):
+    binding = BindingFactory(account=AccountFactory(domain=domain))
+    admin_client.post(reverse("binding-delete", args=[binding.account_id, binding.pk]))
+    assert not Binding.objects.filter(pk=binding.pk).exists()
+
+
+def test_it_keeps_one_outgoing_relay_per_account(admin_client, domain):
+    account = AccountFactory(domain=domain)
+    first = BindingFactory(account=account, is_outgoing_relay=True)
+    admin_client.post(reverse("binding-create", args=[account.pk]), _data(is_outgoing_relay="on"))
+    first.refresh_from_db()
+    assert not first.is_outgoing_relay
+    assert account.bindings.get(is_outgoing_relay=True).username == "support-isp"
