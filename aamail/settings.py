@@ -144,6 +144,9 @@ SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=False)
 SECURE_PROXY_SSL_HEADER = (
     ("HTTP_X_FORWARDED_PROTO", "https") if env.bool("BEHIND_TLS_PROXY", default=False) else None
 )
+# HSTS preload is a commitment for the whole parent domain: the operator opts in with
+# SECURE_HSTS_PRELOAD, so its absence is not a deployment error.
+SILENCED_SYSTEM_CHECKS = ["security.W021"]
 SESSION_COOKIE_HTTPONLY = True
 X_FRAME_OPTIONS = "DENY"
 
@@ -194,6 +197,10 @@ CELERY_TASK_TIME_LIMIT = FETCH_TIME_LIMIT + 60
 CELERY_TASK_SOFT_TIME_LIMIT = FETCH_TIME_LIMIT
 CELERY_TASK_ROUTES = {"mapping.tasks.binding_fetch": {"queue": "fetch"}}
 SCHEDULER_TICK_SECONDS = env.int("SCHEDULER_TICK_SECONDS", default=30)
+# One tick claims the due bindings and enqueues one fetch task each (mapping.scheduler).
+CELERY_BEAT_SCHEDULE = {
+    "fetch-tick": {"task": "mapping.tasks.fetch_tick", "schedule": SCHEDULER_TICK_SECONDS},
+}
 
 # --- POP3 / Detect ----------------------------------------------------------------------
 POP3_TIMEOUT = env.float("POP3_TIMEOUT", default=30.0)

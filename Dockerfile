@@ -1,0 +1,18 @@
+# One image for every product process (web, worker, beat, mailmap); compose picks the command.
+FROM python:3.11-slim-bookworm
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1
+WORKDIR /app
+COPY pyproject.toml ./
+COPY aamail ./aamail
+COPY domains ./domains
+COPY accounts ./accounts
+COPY mapping ./mapping
+COPY mailservice ./mailservice
+RUN pip install --no-cache-dir .
+COPY manage.py ./
+COPY templates ./templates
+COPY static ./static
+RUN SECRET_KEY=build ISP_SECRET_KEYS=ZmFrZS1rZXktZm9yLWNvbGxlY3RzdGF0aWMtb25seS0hIQ== \
+    python manage.py collectstatic --noinput -v0
+# Maildir files belong to the mail user Dovecot runs as (Debian's mail, 8:8).
+USER 8:8

@@ -1,0 +1,33 @@
+"""Create the first console superuser if there is none (used by the run command)."""
+
+import os
+import secrets
+from pathlib import Path
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.core.management.base import BaseCommand
+
+
+class Command(BaseCommand):
+    help = (
+        "Create the superuser 'admin' when no superuser exists. The password comes from "
+        "AAMAIL_ADMIN_PASSWORD, or is generated and written to var/initial-admin-password "
+        "(mode 0600), never printed."
+    )
+
+    def handle(self, *args, **options):
+        User = get_user_model()
+        if User.objects.filter(is_superuser=True).exists():
+            return
+        password = os.environ.get("AAMAIL_ADMIN_PASSWORD")
+        where = "the password in AAMAIL_ADMIN_PASSWORD"
+        if not password:
+            password = secrets.token_urlsafe(12)
+            path = Path(settings.VAR_DIR) / "initial-admin-password"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.touch(mode=0o600)
+            path.write_text(password + "\n")
+            where = f"the password stored in {path} (delete that file after first login)"
+        User.objects.create_superuser("admin", password=password)
+        self.stdout.write(f"Created the console superuser 'admin'; log in with {where}.")

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# The run command (README): sets up on first use, then runs the web console, a Celery worker
+# and the Celery beat scheduler together on the embedded defaults (SQLite under var/, a
+# broker in var/broker that needs no server). Ctrl-C stops all three.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/bootstrap.sh
+export PATH="$PWD/.venv/bin:$PATH"
+PORT=${PORT:-8000}
+BIND=${BIND:-127.0.0.1}
+
+python manage.py migrate --noinput
+python manage.py collectstatic --noinput -v0
+python manage.py ensure_superuser
+
+pids=()
+stop() {
+    trap - INT TERM EXIT
+    kill "${pids[@]}" 2>/dev/null || true
+    wait 2>/dev/null || true
+}
+trap stop INT TERM EXIT
+
+gunicorn aamail.wsgi --bind "$BIND:$PORT" --workers 2 --access-logfile - &
+pids+=($!)
+celery -A aamail worker -Q celery,fetch --concurrency "${WORKERS:-4}" --loglevel INFO &
+pids+=($!)
+celery -A aamail beat --loglevel INFO --schedule var/celerybeat-schedule &
+pids+=($!)
+echo "AAMail console: http://$BIND:$PORT/  (Ctrl-C stops web, worker and beat)"
+wait -n
