@@ -50,3 +50,53 @@ def admin_client(client, domain_admin):
     """A client logged in as the administrator account of `domain`."""
     assert client.login(username=domain_admin.address, password=factories.LOCAL_PASSWORD)
     return client
+
+
+@pytest.fixture(scope="session")
+def chromium():
+    """Debian's Chromium driven by Playwright (its own browser download is not used)."""
+    import os
+
+    from playwright.sync_api import sync_playwright
+
+    # Playwright's sync API runs an event loop in this thread; the ORM calls the tests make
+    # between page actions are still plain synchronous code.
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+    with sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path="/usr/bin/chromium",
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
+        )
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(chromium, live_server):
+    """A fresh browser page; `page.base_url` is the live server's address."""
+    context = chromium.new_context(
+        base_url=live_server.url, viewport={"width": 1280, "height": 900}
+    )
+    page = context.new_page()
+    page.set_default_timeout(15_000)
+    yield page
+    context.close()
+
+
+@pytest.fixture
+def screenshot(tmp_path):
+    """screenshot(page, name): a full-page PNG in tmp_path, and in $SCREENSHOT_DIR if set."""
+    import os
+    from pathlib import Path
+
+    def take(page, name: str) -> Path:
+        path = tmp_path / f"{name}.png"
+        page.screenshot(path=str(path), full_page=True)
+        if os.environ.get("SCREENSHOT_DIR"):
+            page.screenshot(
+                path=str(Path(os.environ["SCREENSHOT_DIR"]) / f"{name}.png"), full_page=True
+            )
+        assert path.stat().st_size > 0
+        return path
+
+    return take

@@ -1,0 +1,57 @@
+"""A real browser creates a Map-mode domain, an account and a remote POP3 account."""
+
+import pytest
+from playwright.sync_api import expect
+
+from domains.models import Domain
+from mapping.models import Binding
+from tests.factories import LOCAL_PASSWORD, AccountFactory
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+
+def _login(page, username: str) -> None:
+    page.goto("/login/")
+    page.get_by_label("Address or user name").fill(username)
+    page.get_by_label("Password").fill(LOCAL_PASSWORD)
+    page.get_by_role("button", name="Log in").click()
+
+
+def test_it_creates_a_map_domain_and_binds_an_account(page, superuser, screenshot):
+    _login(page, superuser.username)
+    page.get_by_role("link", name="New domain").click()
+    page.get_by_label("Name").fill("Example.com")
+    page.get_by_label("Domain type").select_option(label="Map mail server mode")
+    page.get_by_label("ISP POP3 server").fill("mail.isp.example")
+    page.get_by_role("button", name="Save").click()
+    expect(page.get_by_role("heading", name="example.com")).to_be_visible()
+    domain = Domain.objects.get(name="example.com")
+    assert domain.domain_type == "map"
+
+    account = AccountFactory(domain=domain, localpart="support")
+    page.reload()
+    page.get_by_role("link", name="support@example.com").click()
+    page.get_by_role("link", name="POP3 remote").click()
+    page.get_by_role("link", name="Add").click()
+    expect(page.get_by_label("ISP server address")).to_have_value("mail.isp.example")
+    page.get_by_label("ISP account").fill("support-isp")
+    page.get_by_label("ISP password").fill("Isp-Secret-9")
+    page.get_by_role("button", name="Save").click()
+    expect(page.locator("#bindings")).to_contain_text("support-isp")
+    screenshot(page, "pop3-remote")
+
+    binding = Binding.objects.get(account=account)
+    assert binding.get_isp_password() == "Isp-Secret-9"
+    page.get_by_role("link", name="Modify").click()
+    assert page.get_by_label("ISP password").input_value() == ""
+    page.get_by_label("Port").first.fill("110")
+    page.get_by_label("Security").first.select_option(label="STARTTLS")
+    page.get_by_role("button", name="Save").click()
+    binding.refresh_from_db()
+    assert (binding.port, binding.security) == (110, "starttls")
+    assert binding.get_isp_password() == "Isp-Secret-9"
+
+    page.get_by_role("link", name="Delete").click()
+    page.get_by_role("button", name="Delete").click()
+    expect(page.locator("#bindings")).to_contain_text("No remote POP3 account yet.")
+    assert not Binding.objects.filter(account=account).exists()
