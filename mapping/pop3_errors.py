@@ -1,0 +1,68 @@
+"""The POP3 error tree: every failure carries a sentence an administrator can act on.
+
+``.message`` never contains a password; ``.transient`` says whether retrying later can help.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class Pop3Error(Exception):
+    """Base of every POP3 failure; ``message`` is meant for an administrator."""
+
+    transient: bool = True
+
+    def __init__(self, message: str, *, transient: bool | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        if transient is not None:
+            self.transient = transient
+
+
+class Pop3ConnectError(Pop3Error):
+    """The name did not resolve, or the address refused or could not be reached."""
+
+
+class Pop3TimeoutError(Pop3Error):
+    """The server did not answer within the timeout."""
+
+
+class Pop3TlsError(Pop3Error):
+    """TLS handshake or certificate failure; ``ssl_error`` keeps the cause."""
+
+    transient = False
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        transient: bool | None = None,
+        ssl_error: BaseException | None = None,
+        peer_cert: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(message, transient=transient)
+        self.ssl_error = ssl_error
+        self.peer_cert = peer_cert
+
+
+class Pop3StartTlsRefusedError(Pop3TlsError):
+    """STARTTLS was chosen but the server did not offer or accept STLS."""
+
+
+class Pop3AuthError(Pop3Error):
+    """The server rejected the login (transient only for IN-USE/SYS/TEMP/LOGIN-DELAY)."""
+
+    transient = False
+
+
+class Pop3ProtocolError(Pop3Error):
+    """Garbage, an unexpected reply, an overlong line, or a connection lost mid-reply."""
+
+
+class Pop3MessageGoneError(Pop3Error):
+    """-ERR to RETR/DELE of a listed message, e.g. deleted meanwhile by another client."""
+
+    def __init__(self, message: str, *, msgno: int) -> None:
+        super().__init__(message, transient=True)
+        self.msgno = msgno
