@@ -15,15 +15,14 @@ def normalize_domain_name(value: str, *, field_label: str = "Domain name") -> st
     name = (value or "").strip().rstrip(".").lower()
     if not name:
         raise ValidationError(f"{field_label} is required.")
-    if any(ch in name for ch in "\r\n\x00 \t/@:"):
+    try:
+        return str(ipaddress.ip_address(name.strip("[]")))  # an IP literal is a valid server
+    except ValueError:
+        pass
+    if any(ch in name for ch in "\r\n\x00 \t/@:[]"):
         raise ValidationError(
             f"{field_label} “{value}” contains a character that cannot be in a host name."
         )
-    try:
-        ipaddress.ip_address(name)
-        return name  # an IP literal is a valid server address
-    except ValueError:
-        pass
     try:
         ascii_name = name.encode("idna").decode("ascii")
     except UnicodeError as exc:

@@ -1,0 +1,208 @@
+"""The Account creation wizard: Basic information → Map settings → Remaining settings.
+
+django-formtools keeps every finished step's raw POST in the session until done(). The
+passwords of a step (local password, ISP and SMTP passwords) are therefore sealed with
+mapping.crypto before a step is stored and unsealed only in memory when a form is rebuilt;
+the session never holds them in clear, and no page ever renders them (render_value=False).
+A password field left blank on a revisited step keeps the sealed value.
+"""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.http import HttpRequest
+from django.shortcuts import redirect
+from django.urls import reverse
+from django.utils.decorators import method_decorator
+from django.views.decorators.debug import sensitive_post_parameters, sensitive_variables
+from formtools.wizard.views import NamedUrlSessionWizardView
+
+from domains.models import Security
+from mapping import crypto
+
+from . import services
+from .access import ConsoleMixin, get_domain_for, may_use_console
+from .models import AccountKind
+from .wizard_forms import BasicInformationForm, MapSettingsForm, RemainingSettingsForm
+
+BASIC, MAP, FINISH = "basic", "map", "finish"
+SECRET_FIELDS = {BASIC: ("password1", "password2"), MAP: ("isp_password", "smtp_password")}
+SEALED = "__sealed"
+_POSTED_SECRETS = [f"{step}-{name}" for step, names in SECRET_FIELDS.items() for name in names]
+
+
+def storage_prefix(domain_id: int) -> str:
+    """The wizard's name in the session: one wizard per domain."""
+    return f"account_creation_{domain_id}"
+
+
+def sealed_secret(request: HttpRequest, domain_id: int, step: str, name: str) -> str:
+    """A password the wizard already holds for `step` (decrypted), or ""."""
+    data = request.session.get(f"wizard_{storage_prefix(domain_id)}") or {}
+    values = (data.get("step_data") or {}).get(step) or {}
+    token = (values.get(f"{step}-{name}{SEALED}") or [""])[0]
+    return crypto.decrypt(token) if token else ""
+
+
+def _without_secrets(cleaned: dict | None, step: str) -> dict:
+    return {k: v for k, v in (cleaned or {}).items() if k not in SECRET_FIELDS[step]}
+
+
+def _map_step_applies(wizard: AccountCreationWizard) -> bool:
+    # Shown only where the domain type allows a binding for the chosen kind (the seed's
+    # "map to account" rules); before the kind is chosen, assume a normal account.
+    basic = wizard.get_cleaned_data_for_step(BASIC) or {}
+    return wizard.domain.allows_binding(basic.get("kind") or AccountKind.NORMAL)
+
+
+@method_decorator(sensitive_post_parameters(*_POSTED_SECRETS), name="dispatch")
+class AccountCreationWizard(ConsoleMixin, NamedUrlSessionWizardView):
+    form_list = [
+        (BASIC, BasicInformationForm),
+        (MAP, MapSettingsForm),
+        (FINISH, RemainingSettingsForm),
+    ]
+    condition_dict = {MAP: _map_step_applies}
+    templates = {
+        BASIC: "accounts/wizard/basic.html",
+        MAP: "accounts/wizard/map.html",
+        FINISH: "accounts/wizard/finish.html",
+    }
+
+    def dispatch(self, request, *args, **kwargs):
+        # The domain is needed to name the storage; ConsoleMixin refuses outsiders next.
+        if may_use_console(request.user):
+            self.domain = get_domain_for(request.user, kwargs["domain_id"])
+        return super().dispatch(request, *args, **kwargs)
+
+    def get(self, request, *args, **kwargs):
+        if kwargs.get("step") is None:
+            # The toolbar's "Account" button starts a new wizard; a reload of a step URL
+            # keeps the state.
+            self.storage.reset()
+            self.storage.current_step = self.steps.first
+            return redirect(self.get_step_url(self.steps.first))
+        return super().get(request, *args, **kwargs)
+
+    def get_prefix(self, request, *args, **kwargs) -> str:
+        return storage_prefix(kwargs["domain_id"])
+
+    def get_step_url(self, step: str) -> str:
+        return reverse("account-create-step", kwargs={"domain_id": self.domain.pk, "step": step})
+
+    def get_template_names(self) -> list[str]:
+        return [self.templates[self.steps.current]]
+
+    def get_form_initial(self, step: str) -> dict:
+        if step != MAP:
+            return {}
+        domain = self.domain
+        # Pre-filled from the domain's ISP defaults; each account may override them.
+        return {
+            "host": domain.pop3_host,
+            "port": domain.pop3_port,
+            "security": domain.pop3_security,
+            "smtp_host": domain.smtp_host,
+            "smtp_port": domain.smtp_port,
+            "smtp_security": domain.smtp_security,
+        }
+
+    def get_form_kwargs(self, step=None) -> dict:
+        step = step or self.steps.current
+        stored = self.storage.get_step_data(step) or {}
+        kept = frozenset(
+            name for name in SECRET_FIELDS.get(step, ()) if stored.get(f"{step}-{name}{SEALED}")
+        )
+        return {"domain": self.domain, "kept_secrets": kept}
+
+    # --- passwords: sealed in storage, clear only in memory ------------------------------
+
+    @sensitive_variables()
+    def get_form(self, step=None, data=None, files=None):
+        step = step or self.steps.current
+        if data is not None and step in SECRET_FIELDS:
+            stored = self.storage.get_step_data(step) or {}
+            data = data.copy()
+            for name in SECRET_FIELDS[step]:
+                key = f"{step}-{name}"
+                data.pop(key + SEALED, None)  # only ever taken from storage, never from a POST
+                token = stored.get(key + SEALED)
+                if not data.get(key) and token:
+                    data[key] = crypto.decrypt(token)
+        return super().get_form(step, data, files)
+
+    @sensitive_variables()
+    def process_step(self, form) -> dict:
+        data = dict(form.data.lists())
+        for name in SECRET_FIELDS.get(self.steps.current, ()):
+            key = form.add_prefix(name)
+            data.pop(key + SEALED, None)
+            raw = (data.pop(key, None) or [""])[0]
+            if raw:
+                data[key + SEALED] = [crypto.encrypt(raw)]
+        return data
+
+    # --- pages ---------------------------------------------------------------------------
+
+    def get_context_data(self, form, **kwargs) -> dict:
+        context = super().get_context_data(form=form, **kwargs)
+        steps = [(name, self.form_list[name].title) for name in self.get_form_list()]
+        context.update(domain=self.domain, step_titles=steps, title=form.title)
+        if self.steps.current == FINISH:
+            context["summary"] = self._summary()
+        return context
+
+    def _summary(self) -> dict:
+        # Copies without the passwords: the template context never holds one.
+        basic = _without_secrets(self.get_cleaned_data_for_step(BASIC), BASIC)
+        mapped = None
+        if MAP in self.get_form_list():
+            mapped = _without_secrets(self.get_cleaned_data_for_step(MAP), MAP)
+        labels = dict(Security.choices)
+        return {
+            "address": f"{basic.get('localpart', '?')}@{self.domain.name}",
+            "security": labels.get((mapped or {}).get("security"), ""),
+            "smtp_security": labels.get((mapped or {}).get("smtp_security"), ""),
+            "basic": basic,
+            "kind": dict(AccountKind.choices).get(basic.get("kind"), ""),
+            "map": mapped,
+            "map_skipped": MAP not in self.get_form_list(),
+        }
+
+    @sensitive_variables()
+    def done(self, form_list, form_dict, **kwargs):
+        basic = form_dict[BASIC].cleaned_data
+        finish = form_dict[FINISH].cleaned_data
+        binding = None
+        if MAP in form_dict:
+            m = form_dict[MAP].cleaned_data
+            binding = services.BindingSpec(
+                host=m["host"],
+                port=m["port"],
+                security=m["security"],
+                username=m["username"],
+                isp_password=m["isp_password"],
+                smtp_host=m["smtp_host"],
+                smtp_port=m["smtp_port"],
+                smtp_security=m["smtp_security"],
+                smtp_username=m["smtp_username"],
+                smtp_password=m["smtp_password"],
+                is_outgoing_relay=m["is_outgoing_relay"],
+                leave_policy=m["leave_policy"],
+                delete_after_days=m["delete_after_days"],
+                fetch_interval_minutes=m["fetch_interval_minutes"],
+                enabled=finish["fetch_enabled"],
+            )
+        account, row = services.account_create_with_binding(
+            domain=self.domain,
+            localpart=basic["localpart"],
+            password=basic["password1"],
+            display_name=basic["display_name"],
+            kind=basic["kind"],
+            quota_mb=basic["quota_mb"],
+            is_active=finish["is_active"],
+            binding=binding,
+        )
+        bound = f" with its remote POP3 account {row.username}@{row.host}" if row else ""
+        messages.success(self.request, f"Account {account.address} created{bound}.")
+        return redirect("account-general", account.pk)

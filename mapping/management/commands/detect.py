@@ -1,0 +1,107 @@
+"""`manage.py detect ADDRESS`: the console's Detect report, for an account's bindings.
+
+    manage.py detect support@example.com
+    manage.py detect --host mail.isp.example --port 995 --security ssl --user support
+    manage.py detect --host ... --user ... --smtp-host mail.isp.example --smtp-port 587
+
+Ad-hoc passwords come from the AAMAIL_DETECT_PASSWORD (and AAMAIL_DETECT_SMTP_PASSWORD)
+environment variables or a prompt, never from an argument: arguments are visible to every
+user of the machine in `ps` and land in shell history.
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from accounts.models import Account
+from domains.models import Security
+from mapping import detect
+from mapping.models import Binding
+
+PASSWORD_ENV = "AAMAIL_DETECT_PASSWORD"
+SMTP_PASSWORD_ENV = "AAMAIL_DETECT_SMTP_PASSWORD"
+
+
+class Command(BaseCommand):
+    help = "Test the ISP POP3 and SMTP settings of an account's remote POP3 accounts, live."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("address", nargs="?", help="internal account, e.g. support@example.com")
+        parser.add_argument("--host", help="test this POP3 server instead of stored bindings")
+        parser.add_argument("--port", type=int, help="POP3 port (default: 995, or 110)")
+        parser.add_argument("--security", choices=Security.values, default=Security.SSL)
+        parser.add_argument("--user", help="ISP account (username)")
+        parser.add_argument("--smtp-host", help="also test this SMTP server")
+        parser.add_argument("--smtp-port", type=int, default=587)
+        parser.add_argument("--smtp-security", choices=Security.values, default=Security.STARTTLS)
+        parser.add_argument("--smtp-user", help="SMTP account (default: --user)")
+        parser.add_argument("--deadline", type=float, help="overall time limit in seconds")
+
+    def handle(self, *args, **options) -> None:
+        if options["host"]:
+            reports = [self._adhoc(options)]
+        elif options["address"]:
+            reports = [self._binding_report(b, options) for b in self._bindings(options)]
+        else:
+            raise CommandError("Give an account address, or --host and --user.")
+        for report in reports:
+            self.stdout.write(report.as_text())
+        failed = sum(not r.ok for r in reports)
+        if failed:
+            raise CommandError(f"Detect found a problem in {failed} of {len(reports)} run(s).")
+
+    def _bindings(self, options) -> list[Binding]:
+        localpart, _, domain = options["address"].strip().lower().rpartition("@")
+        account = Account.objects.filter(localpart=localpart, domain__name=domain).first()
+        if account is None:
+            raise CommandError(f"There is no account {options['address']}.")
+        bindings = list(account.bindings.select_related("account__domain").order_by("id"))
+        if not bindings:
+            raise CommandError(f"{account.address} has no remote POP3 account.")
+        return bindings
+
+    def _binding_report(self, binding: Binding, options) -> detect.Report:
+        self.stdout.write(f"Remote POP3 account {binding.username} of {binding.account.address}:")
+        smtp_user, smtp_password = binding.smtp_credentials()
+        return detect.detect(
+            pop3=detect.Target(
+                binding.host,
+                binding.port,
+                binding.security,
+                binding.username,
+                binding.get_isp_password(),
+            ),
+            smtp=detect.Target(
+                binding.effective_smtp_host,
+                binding.smtp_port,
+                binding.smtp_security,
+                smtp_user,
+                smtp_password,
+            ),
+            deadline=options["deadline"],
+        )
+
+    def _adhoc(self, options) -> detect.Report:
+        if not options["user"]:
+            raise CommandError("--user is required with --host.")
+        security = options["security"]
+        port = options["port"] or (995 if security == Security.SSL else 110)
+        password = os.environ.get(PASSWORD_ENV) or getpass.getpass("ISP password: ")
+        smtp = None
+        if options["smtp_host"]:
+            smtp_password = os.environ.get(SMTP_PASSWORD_ENV) or password
+            smtp = detect.Target(
+                options["smtp_host"],
+                options["smtp_port"],
+                options["smtp_security"],
+                options["smtp_user"] or options["user"],
+                smtp_password,
+            )
+        return detect.detect(
+            pop3=detect.Target(options["host"], port, security, options["user"], password),
+            smtp=smtp,
+            deadline=options["deadline"],
+        )
