@@ -18,7 +18,11 @@ class DomainForm(forms.ModelForm):
             "is_active",
         ]
         help_texts = {
-            "domain_type": "Map mail server mode: every account may be bound to an ISP mailbox.",
+            "domain_type": (
+                "Standard mode: accounts cannot be bound to ISP mailboxes. Map mail server "
+                "mode: every account may have remote POP3 accounts. Share mode: every account "
+                "except special local staff."
+            ),
             "pop3_host": "Pre-filled in Map settings for new accounts, e.g. mail.isp.example.",
         }
 

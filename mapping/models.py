@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
+from django.utils import timezone
 
 from accounts.models import Account
 from domains.models import PORT_VALIDATORS, Security
@@ -107,6 +108,13 @@ class Binding(models.Model):
                 fields=["account", "host", "port", "username"], name="binding_unique_mailbox"
             ),
         ]
+        # The scheduler's walk over due bindings (mapping.scheduler): enabled ones only, so
+        # disabled bindings with an old next_fetch_at cost a tick nothing.
+        indexes = [
+            models.Index(
+                fields=["next_fetch_at"], condition=models.Q(enabled=True), name="binding_due_idx"
+            )
+        ]
 
     def __str__(self) -> str:
         return f"{self.username}@{self.host}:{self.port} → {self.account_id}"
@@ -129,6 +137,12 @@ class Binding(models.Model):
         if self.smtp_password_encrypted:
             return self.smtp_username or self.username, crypto.decrypt(self.smtp_password_encrypted)
         return self.smtp_username or self.username, self.get_isp_password()
+
+    @property
+    def fetch_running(self) -> bool:
+        """A fetch holds this binding's lease right now (mapping.fetch_state); no query."""
+        expires = self.lease_expires_at
+        return bool(self.lease_token and expires and expires > timezone.now())
 
     @property
     def effective_smtp_host(self) -> str:

@@ -24,3 +24,4 @@ urlpatterns = [
 ]
 if find_spec("mapping.detect_urls"):
     urlpatterns.append(path("", include("mapping.detect_urls")))
+urlpatterns += [path("", include("mapping.fetch_urls"))]
