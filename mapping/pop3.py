@@ -15,9 +15,12 @@ Contract:
   without handing over a socket.
 - ``security=STARTTLS`` requires STLS in CAPA and +OK to STLS, else
   ``Pop3StartTlsRefusedError``: never a fallback to plain text (fetchmail CVE-2021-39272).
+- ``tls_info()`` after ``connect()``: the peer certificate, TLS version and cipher the
+  handshake negotiated (a ``TlsInfo``), or None on a plain-text session.
 - ``login()`` or ``authenticate(Authenticator)``: the pluggable login contract (and how
-  XOAUTH2 fits) is in ``pop3_auth.py``; errors live in ``pop3_errors.py``; both are
-  re-exported here, so callers import everything from ``mapping.pop3``.
+  XOAUTH2 fits) is in ``pop3_auth.py``; errors live in ``pop3_errors.py``, the TLS
+  handshake in ``pop3_tls.py``; all are re-exported here, so callers import everything
+  from ``mapping.pop3``.
 - ``retr_to``/``retr_many`` write stored bytes to sinks (see ``ReplyReader.read_body``).
 - Every failure is a ``Pop3Error`` with ``.message`` (a sentence for an administrator)
   and ``.transient``. After any error other than ``Pop3MessageGoneError`` the session is
@@ -58,6 +61,7 @@ from .pop3_errors import (
     Pop3TlsError,
 )
 from .pop3_stream import LineTooLongError, ReplyReader, StreamClosedError
+from .pop3_tls import TlsInfo, handshake
 
 __all__ = [
     "Apop",
@@ -76,6 +80,7 @@ __all__ = [
     "SaslPlain",
     "Security",
     "Sink",
+    "TlsInfo",
     "UserPass",
     "check_value",
 ]
@@ -133,6 +138,7 @@ class Client:
         self.capabilities: dict[str, list[str]] | None = None
         self._sock: socket.socket | None = None
         self._reader: ReplyReader | None = None
+        self._tls: TlsInfo | None = None
         self._broken = False
 
     def __repr__(self) -> str:
@@ -150,6 +156,15 @@ class Client:
         if self._ssl_context is None:
             self._ssl_context = ssl.create_default_context()
         return self._ssl_context
+
+    def tls_info(self) -> TlsInfo | None:
+        """What the TLS handshake negotiated (peer certificate, version, cipher), or None.
+
+        None while the session is plain text: security "none", or STARTTLS before STLS
+        succeeded. Like ``greeting``, it stays readable after ``close()`` and after a failed
+        ``connect()``, so a caller can tell a refused handshake from a later failure.
+        """
+        return self._tls
 
     @property
     def _where(self) -> str:
@@ -203,33 +218,18 @@ class Client:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self._sock, self._broken = sock, False
         self._reader = ReplyReader(self._recv)
+        self._tls = TlsInfo.of(sock) if isinstance(sock, ssl.SSLSocket) else None
 
     def _wrap_tls(self) -> ssl.SSLSocket:
-        name = self.server_hostname
-        try:
-            return self.ssl_context.wrap_socket(self._sock, server_hostname=name)
-        except ssl.SSLCertVerificationError as exc:
-            raise Pop3TlsError(
-                f"The certificate of {name} is not trusted ({exc.verify_message}). Check the "
-                "server name, or install the ISP's CA certificate if it uses its own.",
-                ssl_error=exc,
-            ) from exc
-        except ssl.SSLError as exc:
-            raise Pop3TlsError(
-                f"The TLS handshake with {self._where} failed ({exc.reason or exc}). Check that "
-                f"port {self.port} expects {self.security.value.upper()}.",
-                ssl_error=exc,
-            ) from exc
-        except TimeoutError:
-            raise Pop3TimeoutError(
-                f"No TLS answer from {self._where} after {self.timeout:g} s."
-            ) from None
-        except OSError as exc:
-            raise Pop3TlsError(
-                f"{self._where} closed the connection during the TLS handshake.",
-                ssl_error=exc,
-                transient=True,
-            ) from exc
+        return handshake(
+            self._sock,
+            self.ssl_context,
+            server_hostname=self.server_hostname,
+            where=self._where,
+            port=self.port,
+            security=self.security.value,
+            timeout=self.timeout,
+        )
 
     def _starttls(self) -> None:
         caps = self.capa()
