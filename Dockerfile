@@ -1,5 +1,5 @@
 # One image for every product process (web, worker, beat, mailmap); compose picks the command.
-FROM python:3.11-slim-bookworm
+FROM python:3.11-slim-bookworm AS app
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1
 WORKDIR /app
 COPY pyproject.toml ./
@@ -16,3 +16,13 @@ RUN SECRET_KEY=build ISP_SECRET_KEYS=ZmFrZS1rZXktZm9yLWNvbGxlY3RzdGF0aWMtb25seS0
     python manage.py collectstatic --noinput -v0
 # Maildir files belong to the mail user Dovecot runs as (Debian's mail, 8:8).
 USER 8:8
+
+# The office mail processes (mailmap, Dovecot, Postfix) on top of the app image.
+FROM app AS mail
+USER root
+RUN echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections \
+ && apt-get update \
+ && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
+      postfix dovecot-core dovecot-imapd dovecot-pop3d dovecot-lmtpd dovecot-pgsql \
+      libsasl2-modules ca-certificates \
+ && rm -rf /var/lib/apt/lists/*

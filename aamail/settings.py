@@ -106,7 +106,8 @@ LOGOUT_REDIRECT_URL = "login"
 
 # Argon2 first: Dovecot verifies Django's argon2 hashes as stored (mail-service.md).
 PASSWORD_HASHERS = [
-    "django.contrib.auth.hashers.Argon2PasswordHasher",
+    # Argon2id at 19 MiB: each IMAP/SMTP login verifies it in Dovecot (mail-service.md §6.13).
+    "accounts.hashers.MailArgon2PasswordHasher",
     "django.contrib.auth.hashers.PBKDF2PasswordHasher",
 ]
 AUTH_PASSWORD_VALIDATORS = [
@@ -214,6 +215,42 @@ DETECT_ALLOW_PRIVATE = env.bool("DETECT_ALLOW_PRIVATE", default=DEBUG)
 DETECT_ALLOWED_TARGETS = env.list("DETECT_ALLOWED_TARGETS", default=[])
 DETECT_DEADLINE_SECONDS = env.float("DETECT_DEADLINE_SECONDS", default=20.0)
 DETECT_RATE_LIMIT = env.str("DETECT_RATE_LIMIT", default="10/60")  # runs per seconds, per user
+
+# --- Office mail service (Dovecot + Postfix driven by the product; docs/mail-service.md) --
+MAIL_HOSTNAME = env.str("MAIL_HOSTNAME", default="localhost")
+MAIL_LISTEN_ADDRESS = env.str("MAIL_LISTEN_ADDRESS", default="")
+MAIL_TLS_CERT_FILE = env.str("MAIL_TLS_CERT_FILE", default="")
+MAIL_TLS_KEY_FILE = env.str("MAIL_TLS_KEY_FILE", default="")
+MAIL_RELAY_CA_FILE = env.str("MAIL_RELAY_CA_FILE", default="") or None
+MAIL_DOVECOT_DATABASE_URL = env.str("MAIL_DOVECOT_DATABASE_URL", default="")
+# {"example.com": "smtp.example.net:587"}: relay for senders of a domain with no binding.
+MAIL_SMART_HOSTS = env.json("MAIL_SMART_HOSTS", default={})
+MAIL_RUN_DIR = env.str("MAIL_RUN_DIR", default="/run/aamail")
+MAILMAP_SOCKET = env.str("MAILMAP_SOCKET", default="") or None
+MAILMAP_ALLOWED_USERS = env.list("MAILMAP_ALLOWED_USERS", default=["postfix"])
+MAILMAP_DB_WORKERS = env.int("MAILMAP_DB_WORKERS", default=8)
+MAILMAP_LOOKUP_TIMEOUT = env.float("MAILMAP_LOOKUP_TIMEOUT", default=10.0)
+MAILMAP_MAX_REQUEST = env.int("MAILMAP_MAX_REQUEST", default=4096)
+MAILMAP_IDLE_TIMEOUT = env.float("MAILMAP_IDLE_TIMEOUT", default=300.0)
+MAIL_DOVECOT_CONFIG = env.str("MAIL_DOVECOT_CONFIG", default="")
+DOVEADM_HTTP_URL = env.str("DOVEADM_HTTP_URL", default="")
+DOVEADM_API_KEY = env.str("DOVEADM_API_KEY", default="")
+DOVEADM_HTTP_PORT = env.int("DOVEADM_HTTP_PORT", default=8080)
+MAIL_SMTP_PORT = env.int("MAIL_SMTP_PORT", default=25)
+MAIL_SUBMISSION_PORT = env.int("MAIL_SUBMISSION_PORT", default=587)
+MAIL_SUBMISSIONS_PORT = env.int("MAIL_SUBMISSIONS_PORT", default=465)
+MAIL_IMAP_PORT = env.int("MAIL_IMAP_PORT", default=143)
+MAIL_IMAPS_PORT = env.int("MAIL_IMAPS_PORT", default=993)
+MAIL_POP3_PORT = env.int("MAIL_POP3_PORT", default=110)
+MAIL_POP3S_PORT = env.int("MAIL_POP3S_PORT", default=995)
+MAIL_DOVECOT_STATE_DIR = env.str("MAIL_DOVECOT_STATE_DIR", default="/var/lib/dovecot")
+MAIL_DOVECOT_LOG = env.str("MAIL_DOVECOT_LOG", default="/dev/stderr")
+MAIL_POSTFIX_QUEUE_DIR = env.str("MAIL_POSTFIX_QUEUE_DIR", default="/var/spool/postfix")
+MAIL_POSTFIX_DATA_DIR = env.str("MAIL_POSTFIX_DATA_DIR", default="/var/lib/postfix")
+MAIL_POSTFIX_LOG = env.str("MAIL_POSTFIX_LOG", default="/dev/stdout")
+MAIL_AUTH_CACHE_TTL = env.str("MAIL_AUTH_CACHE_TTL", default="5 min")
+MAIL_AUTH_WORKER_LIMIT = env.int("MAIL_AUTH_WORKER_LIMIT", default=4)
+MAIL_MESSAGE_SIZE_LIMIT = env.int("MAIL_MESSAGE_SIZE_LIMIT", default=52_428_800)
 
 LOGIN_RATE_LIMIT = env.str("LOGIN_RATE_LIMIT", default="10/300")  # failures per seconds
 

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from django.contrib import messages
 from django.contrib.auth.views import LoginView
+from django.db import transaction
 from django.db.models import Count, Q
 from django.shortcuts import redirect
 from django.urls import reverse
 from django.utils.decorators import method_decorator
 from django.views.decorators.debug import sensitive_post_parameters
 from django.views.generic import DeleteView, ListView, UpdateView, View
+
+from mailservice.dovecot_cache import auth_cache_flush
 
 from .access import (
     ConsoleMixin,
@@ -88,6 +91,10 @@ class AccountGeneralView(AccountDialogMixin, UpdateView):
 
     def form_valid(self, form):
         response = super().form_valid(form)
+        if form.cleaned_data.get("new_password"):
+            # Dovecot caches logins: make the new local password count for IMAP/SMTP at once.
+            address = self.object.address
+            transaction.on_commit(lambda: auth_cache_flush(username=address))
         messages.success(self.request, f"Account {self.object.address} saved.")
         return response
 

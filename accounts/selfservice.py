@@ -1,0 +1,124 @@
+"""An employee's own page: change the local password, see the remote POP3 accounts' status
+and the settings to type into a mail program. Nothing of anyone else, no ISP password."""
+
+from __future__ import annotations
+
+from django import forms
+from django.conf import settings
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.contrib.auth.password_validation import validate_password
+from django.http import Http404
+from django.shortcuts import redirect, render
+from django.views.decorators.debug import sensitive_post_parameters, sensitive_variables
+from django.views.decorators.http import require_http_methods
+
+from mailservice.lookups import account_relay_binding
+from mailservice.passwords import account_local_password_set
+
+from .access import account_of
+from .models import Account
+
+
+class LocalPasswordForm(forms.Form):
+    current_password = forms.CharField(
+        label="Current local password",
+        strip=False,
+        widget=forms.PasswordInput(attrs={"autocomplete": "current-password"}),
+    )
+    new_password = forms.CharField(
+        label="New local password",
+        strip=False,
+        widget=forms.PasswordInput(attrs={"autocomplete": "new-password"}),
+        help_text="For the office mail server only; not your ISP password.",
+    )
+    new_password_again = forms.CharField(
+        label="New local password again",
+        strip=False,
+        widget=forms.PasswordInput(attrs={"autocomplete": "new-password"}),
+    )
+
+    def __init__(self, *args, account: Account, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.account = account
+
+    @sensitive_variables("password")
+    def clean_current_password(self) -> str:
+        password = self.cleaned_data["current_password"]
+        if not self.account.check_password(password):
+            raise forms.ValidationError("That is not your current local password.")
+        return password
+
+    @sensitive_variables("cleaned")
+    def clean(self):
+        cleaned = super().clean()
+        new, again = cleaned.get("new_password"), cleaned.get("new_password_again")
+        if new and again and new != again:
+            self.add_error("new_password_again", "The two new passwords differ.")
+        elif new:
+            try:
+                validate_password(new, self.account.user)
+            except forms.ValidationError as exc:
+                self.add_error("new_password", exc)
+        return cleaned
+
+
+def _own_account(request) -> Account:
+    account = account_of(request.user)
+    if account is None:
+        raise Http404("This login has no mailbox.")
+    return account
+
+
+def client_settings(*, account: Account) -> list[dict]:
+    """What to type into a mail program (server, port, security, user name)."""
+    host = getattr(settings, "MAIL_HOSTNAME", "localhost")
+    port = lambda name, default: getattr(settings, name, default)  # noqa: E731
+    return [
+        {"service": "Incoming (IMAP)", "host": host, "port": port("MAIL_IMAPS_PORT", 993),
+         "security": "SSL/TLS", "alt_port": port("MAIL_IMAP_PORT", 143),
+         "alt_security": "STARTTLS"},
+        {"service": "Incoming (POP3)", "host": host, "port": port("MAIL_POP3S_PORT", 995),
+         "security": "SSL/TLS", "alt_port": port("MAIL_POP3_PORT", 110),
+         "alt_security": "STARTTLS"},
+        {"service": "Outgoing (SMTP)", "host": host, "port": port("MAIL_SUBMISSION_PORT", 587),
+         "security": "STARTTLS", "alt_port": port("MAIL_SUBMISSIONS_PORT", 465),
+         "alt_security": "SSL/TLS"},
+    ]  # fmt: skip
+
+
+def _page(request, account: Account, form: LocalPasswordForm, status: int = 200):
+    relay = account_relay_binding(account=account)
+    context = {
+        "account": account,
+        "form": form,
+        "bindings": account.bindings.order_by("id"),
+        "relay": relay,
+        "client_settings": client_settings(account=account),
+        "login_name": account.address,
+    }
+    return render(request, "accounts/selfservice.html", context, status=status)
+
+
+@login_required
+@require_http_methods(["GET"])
+def selfservice(request):
+    account = _own_account(request)
+    return _page(request, account, LocalPasswordForm(account=account))
+
+
+@sensitive_post_parameters("current_password", "new_password", "new_password_again")
+@login_required
+@require_http_methods(["POST"])
+def selfservice_password(request):
+    account = _own_account(request)
+    form = LocalPasswordForm(request.POST, account=account)
+    if not form.is_valid():
+        return _page(request, account, form, status=400)
+    account_local_password_set(account=account, raw=form.cleaned_data["new_password"])
+    messages.success(
+        request,
+        "Your local password is changed. Use the new one in your mail program now "
+        "(IMAP, POP3 and sending).",
+    )
+    return redirect("selfservice")

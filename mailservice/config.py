@@ -1,0 +1,327 @@
+"""Dovecot 2.3 and Postfix 3.7 configuration rendered from the product's settings.
+
+`MailConfig.from_settings()` gathers every value (hostnames, ports, certificates, MAIL_ROOT,
+socket paths, database); `render()` turns it into the four files of mail-service.md §3.3;
+`write()` puts them under one directory:
+
+    DIR/dovecot/dovecot.conf   DIR/dovecot/dovecot-sql.conf.ext
+    DIR/postfix/main.cf        DIR/postfix/master.cf
+
+Production values go to the system paths (/var/spool/postfix, …); `manage.py mailserver`
+and the tests use `MailConfig.private()` instead: everything under one directory, loopback
+high ports, Dovecot's auth penalty off only where asked.
+"""
+
+from __future__ import annotations
+
+import grp
+import pwd
+import re
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from django.conf import settings
+from django.db import connections
+from django.template import Context, Engine
+
+TEMPLATE_DIR = Path(__file__).resolve().parent / "templates" / "mailservice"
+SYSTEM_CA_FILE = "/etc/ssl/certs/ca-certificates.crt"
+SYSTEM_CA_PATH = "/etc/ssl/certs"
+DH_FILE = "/usr/share/dovecot/dh.pem"
+
+# Values end up inside Postfix/Dovecot configuration lines and SQL strings.
+_SAFE_PATH = re.compile(r"^/[A-Za-z0-9._/+-]*$")
+_SAFE_HOST = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?$")
+
+
+class ConfigError(Exception):
+    """A setting cannot be turned into a working configuration; the text says which."""
+
+
+@dataclass(frozen=True)
+class Ports:
+    smtp: int = 25
+    submission: int = 587
+    submissions: int = 465
+    imap: int = 143
+    imaps: int = 993
+    pop3: int = 110
+    pop3s: int = 995
+
+
+@dataclass(frozen=True)
+class MailConfig:
+    hostname: str
+    listen: str  # an IPv4 address, or "" for every interface
+    ports: Ports
+    tls_cert: str
+    tls_key: str
+    relay_ca_file: str
+    mail_root: str
+    mail_uid: int
+    mail_gid: int
+    config_dir: str  # where the rendered files will live (paths inside them point there)
+    run_dir: str  # Dovecot's base_dir (LMTP and auth sockets) and the mailmap socket
+    mailmap_socket: str
+    dovecot_state_dir: str
+    dovecot_log: str
+    postfix_queue_dir: str
+    postfix_data_dir: str
+    postfix_log: str  # "" = syslog; "/dev/stdout" in a container
+    sql_driver: str
+    sql_connect: str
+    instance: str = "aamail"
+    auth_penalty: bool = True
+    auth_cache_ttl: str = "5 min"
+    auth_worker_limit: int = 4
+    message_size_limit: int = 52_428_800
+    doveadm_api_key: str = ""  # enables doveadm's HTTP API (auth cache flush from the web)
+    doveadm_http_port: int = 8080
+
+    # --- construction ------------------------------------------------------------------
+
+    @classmethod
+    def from_settings(cls, config_dir: str | Path = "/etc/aamail/mail", **overrides):
+        """Production values from settings (names in docs/mail-service.md)."""
+        run_dir = str(_setting("MAIL_RUN_DIR", "/run/aamail"))
+        uid, gid = mail_owner()
+        values = dict(
+            hostname=_setting("MAIL_HOSTNAME", "localhost"),
+            listen=_setting("MAIL_LISTEN_ADDRESS", ""),
+            ports=Ports(
+                smtp=_setting("MAIL_SMTP_PORT", 25),
+                submission=_setting("MAIL_SUBMISSION_PORT", 587),
+                submissions=_setting("MAIL_SUBMISSIONS_PORT", 465),
+                imap=_setting("MAIL_IMAP_PORT", 143),
+                imaps=_setting("MAIL_IMAPS_PORT", 993),
+                pop3=_setting("MAIL_POP3_PORT", 110),
+                pop3s=_setting("MAIL_POP3S_PORT", 995),
+            ),
+            tls_cert=str(_setting("MAIL_TLS_CERT_FILE", "")),
+            tls_key=str(_setting("MAIL_TLS_KEY_FILE", "")),
+            relay_ca_file=str(
+                _setting("MAIL_RELAY_CA_FILE", None)
+                or getattr(settings, "ISP_CA_FILE", None)
+                or SYSTEM_CA_FILE
+            ),
+            mail_root=str(settings.MAIL_ROOT),
+            mail_uid=uid,
+            mail_gid=gid,
+            config_dir=str(config_dir),
+            run_dir=run_dir,
+            mailmap_socket=str(
+                _setting("MAILMAP_SOCKET", None) or f"{run_dir}/mailmap/mailmap.sock"
+            ),
+            dovecot_state_dir=_setting("MAIL_DOVECOT_STATE_DIR", "/var/lib/dovecot"),
+            dovecot_log=_setting("MAIL_DOVECOT_LOG", "/dev/stderr"),
+            postfix_queue_dir=_setting("MAIL_POSTFIX_QUEUE_DIR", "/var/spool/postfix"),
+            postfix_data_dir=_setting("MAIL_POSTFIX_DATA_DIR", "/var/lib/postfix"),
+            postfix_log=_setting("MAIL_POSTFIX_LOG", "/dev/stdout"),
+            auth_cache_ttl=_setting("MAIL_AUTH_CACHE_TTL", "5 min"),
+            auth_worker_limit=_setting("MAIL_AUTH_WORKER_LIMIT", 4),
+            message_size_limit=_setting("MAIL_MESSAGE_SIZE_LIMIT", 52_428_800),
+            doveadm_api_key=_setting("DOVEADM_API_KEY", ""),
+            doveadm_http_port=_setting("DOVEADM_HTTP_PORT", 8080),
+        )
+        if "sql_driver" not in overrides:
+            values.update(dovecot_database())
+        values.update(overrides)
+        return cls(**values)
+
+    @classmethod
+    def private(cls, base_dir: str | Path, ports: Ports, **overrides) -> MailConfig:
+        """A private instance: everything under `base_dir`, listening on 127.0.0.1 only."""
+        base = Path(base_dir)
+        values = dict(
+            listen="127.0.0.1",
+            ports=ports,
+            config_dir=str(base / "etc"),
+            run_dir=str(base / "run"),
+            mailmap_socket=str(base / "run" / "mailmap" / "mailmap.sock"),
+            dovecot_state_dir=str(base / "state" / "dovecot"),
+            dovecot_log=str(base / "log" / "dovecot.log"),
+            postfix_queue_dir=str(base / "spool"),
+            postfix_data_dir=str(base / "data"),
+            postfix_log=str(base / "log" / "postfix.log"),
+            instance=f"aamail-{base.name}",
+        )
+        values.update(overrides)
+        return cls.from_settings(**values)
+
+    def with_(self, **changes) -> MailConfig:
+        return replace(self, **changes)
+
+    # --- derived paths -----------------------------------------------------------------
+
+    @property
+    def dovecot_conf(self) -> Path:
+        return Path(self.config_dir) / "dovecot" / "dovecot.conf"
+
+    @property
+    def dovecot_sql_conf(self) -> Path:
+        return Path(self.config_dir) / "dovecot" / "dovecot-sql.conf.ext"
+
+    @property
+    def postfix_dir(self) -> Path:
+        return Path(self.config_dir) / "postfix"
+
+    @property
+    def dovecot_base_dir(self) -> Path:
+        return Path(self.run_dir) / "dovecot"
+
+    @property
+    def lmtp_socket(self) -> Path:
+        return self.dovecot_base_dir / "lmtp"
+
+    @property
+    def auth_socket(self) -> Path:
+        return self.dovecot_base_dir / "auth-postfix"
+
+    @property
+    def is_private(self) -> bool:
+        return self.listen.startswith("127.")
+
+    def validate(self) -> None:
+        if not self.tls_cert or not self.tls_key:
+            raise ConfigError(
+                "MAIL_TLS_CERT_FILE and MAIL_TLS_KEY_FILE must name the box's certificate "
+                "and key: submission, IMAP and POP3 run only over TLS."
+            )
+        for label, value in [
+            ("MAIL_ROOT", self.mail_root),
+            ("MAIL_TLS_CERT_FILE", self.tls_cert),
+            ("MAIL_TLS_KEY_FILE", self.tls_key),
+            ("MAIL_RELAY_CA_FILE", self.relay_ca_file),
+            ("MAIL_RUN_DIR", self.run_dir),
+            ("MAILMAP_SOCKET", self.mailmap_socket),
+            ("config directory", self.config_dir),
+        ]:
+            if not _SAFE_PATH.match(value):
+                raise ConfigError(
+                    f"{label} = {value!r}: use an absolute path of letters, digits and . _ - + /"
+                )
+        if not _SAFE_HOST.match(self.hostname):
+            raise ConfigError(f"MAIL_HOSTNAME = {self.hostname!r} is not a host name.")
+        if self.listen and not re.match(r"^\d{1,3}(\.\d{1,3}){3}$", self.listen):
+            raise ConfigError(f"MAIL_LISTEN_ADDRESS = {self.listen!r} is not an IPv4 address.")
+
+
+def _setting(name: str, default):
+    return getattr(settings, name, default)
+
+
+def mail_owner() -> tuple[int, int]:
+    """MAIL_UID/MAIL_GID, else Debian's `mail` user (8:8): Dovecot never runs mail as root."""
+    uid = getattr(settings, "MAIL_UID", None)
+    gid = getattr(settings, "MAIL_GID", None)
+    if uid is None:
+        uid = pwd.getpwnam("mail").pw_uid
+    if gid is None:
+        gid = grp.getgrnam("mail").gr_gid
+    if uid == 0 or gid == 0:
+        raise ConfigError("MAIL_UID/MAIL_GID must not be root: Dovecot refuses uid 0 for mail.")
+    return uid, gid
+
+
+def _conninfo_value(value) -> str:
+    # libpq connection strings: quote with '…' and escape \ and '.
+    text = str(value)
+    if text and re.match(r"^[A-Za-z0-9._/-]+$", text):
+        return text
+    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def dovecot_database() -> dict[str, str]:
+    """Dovecot's `driver` and `connect` for the database the view lives in.
+
+    MAIL_DOVECOT_DATABASE_URL (a read-only role with SELECT on mail_dovecot_user only) if
+    set, else the product's own connection.
+    """
+    url = getattr(settings, "MAIL_DOVECOT_DATABASE_URL", "")
+    if url:
+        import environ
+
+        db = environ.Env.db_url_config(url)
+    else:
+        db = connections["default"].settings_dict
+    engine = db["ENGINE"]
+    if engine.endswith("sqlite3"):
+        name = str(db["NAME"])
+        if name == ":memory:" or "mode=memory" in name:
+            raise ConfigError(
+                "Dovecot cannot read an in-memory SQLite database: use a file or PostgreSQL."
+            )
+        # A SQLite path is read by Dovecot's auth-worker (user dovecot): see the docs.
+        return {"sql_driver": "sqlite", "sql_connect": name}
+    if "postgresql" in engine:
+        parts = {
+            "host": db.get("HOST") or "127.0.0.1",
+            "port": db.get("PORT") or "5432",
+            "dbname": db["NAME"],
+            "user": db.get("USER") or "",
+            "password": db.get("PASSWORD") or "",
+        }
+        connect = " ".join(f"{k}={_conninfo_value(v)}" for k, v in parts.items() if v)
+        return {"sql_driver": "pgsql", "sql_connect": connect}
+    raise ConfigError(f"Dovecot cannot read a {engine} database (SQLite or PostgreSQL only).")
+
+
+_engine = Engine(dirs=[str(TEMPLATE_DIR)], autoescape=False)
+
+FILES = {
+    "dovecot/dovecot.conf": "dovecot.conf",
+    "dovecot/dovecot-sql.conf.ext": "dovecot-sql.conf.ext",
+    "postfix/main.cf": "main.cf",
+    "postfix/master.cf": "master.cf",
+}
+
+
+def render(config: MailConfig) -> dict[str, str]:
+    """{relative path: file text} for the four configuration files."""
+    config.validate()
+    listen_prefix = f"{config.listen}:" if config.listen else ""
+    context = Context(
+        {
+            "c": config,
+            "p": config.ports,
+            "listen_prefix": listen_prefix,
+            "dovecot_listen": config.listen or "*",
+            "inet_interfaces": config.listen or "all",
+            "relay_ca_path": SYSTEM_CA_PATH,
+            "dh_file": DH_FILE,
+            "log_prefixes": _log_prefixes(config),
+        },
+        autoescape=False,  # configuration files, not HTML
+    )
+    return {path: _engine.get_template(name).render(context) for path, name in FILES.items()}
+
+
+def _log_prefixes(config: MailConfig) -> str:
+    # maillog_file must start with one of these (its default does not allow /tmp or /dev).
+    return config.postfix_log
+
+
+def write(config: MailConfig, out_dir: str | Path | None = None) -> list[Path]:
+    """Render and write the files under `out_dir` (default: config.config_dir)."""
+    out = Path(out_dir or config.config_dir)
+    written = []
+    for relative, text in render(config).items():
+        path = out / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+        # The SQL file may hold the read-only role's password: root and dovecot only.
+        path.chmod(0o640 if relative.endswith("sql.conf.ext") else 0o644)
+        if relative.endswith("sql.conf.ext"):
+            _chgrp(path, "dovecot")
+        written.append(path)
+    return written
+
+
+def _chgrp(path: Path, group: str) -> None:
+    import os
+
+    try:
+        if os.getuid() == 0:
+            os.chown(path, 0, grp.getgrnam(group).gr_gid)
+    except KeyError:
+        pass

@@ -1,0 +1,185 @@
+"""The product's socketmap server for Postfix (`manage.py mailmap`), built from settings."""
+
+from __future__ import annotations
+
+import contextlib
+import grp
+import os
+import pwd
+import queue
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
+from pathlib import Path
+
+from django.conf import settings
+
+from . import lookups
+from .socketmap import Reply, Request, SocketmapServer, temp
+
+
+def socket_path() -> Path:
+    """Where the lookup server listens (setting MAILMAP_SOCKET)."""
+    default = Path(settings.BASE_DIR) / "var" / "run" / "mailmap" / "mailmap.sock"
+    return Path(getattr(settings, "MAILMAP_SOCKET", None) or default)
+
+
+def allowed_uids() -> set[int]:
+    """root, this process, and the users in MAILMAP_ALLOWED_USERS (default: postfix)."""
+    uids = {0, os.getuid()}
+    for name in getattr(settings, "MAILMAP_ALLOWED_USERS", ["postfix"]):
+        # No such user (e.g. no postfix in this container): nobody to allow.
+        with contextlib.suppress(KeyError):
+            uids.add(int(name) if str(name).isdigit() else pwd.getpwnam(name).pw_uid)
+    return uids
+
+
+def _postfix_gid() -> int | None:
+    try:
+        return grp.getgrnam("postfix").gr_gid
+    except KeyError:
+        return None
+
+
+class LatencyStats:
+    """Time spent answering each request, per map (for `mailmap --stats` and the benchmark)."""
+
+    def __init__(self) -> None:
+        self.samples: dict[str, list[float]] = defaultdict(list)
+        self._lock = threading.Lock()
+
+    def wrap(self, answer: Callable[[Request], Reply]) -> Callable[[Request], Reply]:
+        def timed(request: Request) -> Reply:
+            start = time.perf_counter()
+            try:
+                return answer(request)
+            finally:
+                elapsed = time.perf_counter() - start
+                with self._lock:
+                    self.samples[request.name].append(elapsed)
+
+        return timed
+
+    def summary(self) -> dict[str, dict]:
+        """{map: {n, p50_ms, p99_ms, max_ms}}."""
+        result = {}
+        with self._lock:
+            items = [(name, sorted(values)) for name, values in self.samples.items()]
+        for name, values in sorted(items):
+            result[name] = {
+                "n": len(values),
+                "p50_ms": round(_quantile(values, 0.50) * 1000, 3),
+                "p99_ms": round(_quantile(values, 0.99) * 1000, 3),
+                "max_ms": round(values[-1] * 1000, 3),
+            }
+        return result
+
+
+def _quantile(ordered: list[float], q: float) -> float:
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+class LookupWorkers:
+    """A fixed set of threads that run the lookups, each keeping one database connection.
+
+    Postfix opens and closes socketmap connections as its processes come and go; opening a
+    database connection for each (several ms on PostgreSQL) was the slowest part of a lookup.
+    Connection threads only read and write the socket and hand requests over here, which also
+    bounds the database connections to `size` however many Postfix processes ask.
+    """
+
+    def __init__(self, answer: Callable[[Request], Reply], size: int, timeout: float) -> None:
+        self.answer = answer
+        self.timeout = timeout
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._threads = [
+            threading.Thread(target=self._run, name=f"mailmap-db-{n}", daemon=True)
+            for n in range(size)
+        ]
+        for thread in self._threads:
+            thread.start()
+
+    def __call__(self, request: Request) -> Reply:
+        future: Future = Future()
+        self._queue.put((request, future))
+        try:
+            return future.result(self.timeout)
+        except FutureTimeout:
+            return temp("lookup timed out")
+
+    def _run(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is None:
+                lookups.thread_finished()
+                return
+            request, future = item
+            if future.set_running_or_notify_cancel():
+                try:
+                    future.set_result(self.answer(request))
+                except BaseException as exc:  # answer() already turns errors into TEMP
+                    future.set_exception(exc)
+
+    def close(self) -> None:
+        for _ in self._threads:
+            self._queue.put(None)
+        for thread in self._threads:
+            thread.join(5)
+
+
+class MapServer(SocketmapServer):
+    """The socketmap server with its lookup workers; closing it closes both."""
+
+    workers: LookupWorkers
+
+    def server_close(self) -> None:
+        super().server_close()
+        self.workers.close()
+
+
+def build_server(path: Path | None = None, stats: LatencyStats | None = None) -> MapServer:
+    answer = stats.wrap(lookups.answer) if stats else lookups.answer
+    workers = LookupWorkers(
+        answer,
+        size=getattr(settings, "MAILMAP_DB_WORKERS", 8),
+        timeout=getattr(settings, "MAILMAP_LOOKUP_TIMEOUT", 10.0),
+    )
+    server = MapServer(
+        path or socket_path(),
+        workers,
+        allowed_uids=allowed_uids(),
+        group=_postfix_gid(),
+        max_request=getattr(settings, "MAILMAP_MAX_REQUEST", 4096),
+        idle_timeout=getattr(settings, "MAILMAP_IDLE_TIMEOUT", 300.0),
+    )
+    server.workers = workers
+    return server
+
+
+class BackgroundMapServer:
+    """The lookup server in a thread of this process (tests, `mailserver`)."""
+
+    def __init__(self, path: Path | None = None) -> None:
+        self.path = path or socket_path()
+        self.server: SocketmapServer | None = None
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> BackgroundMapServer:
+        self.server = build_server(self.path)
+        self._thread = threading.Thread(
+            target=self.server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self.server is None:
+            return
+        self.server.shutdown()
+        self.server.server_close()
+        if self._thread is not None:
+            self._thread.join(5)
+        self.server = None

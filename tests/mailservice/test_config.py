@@ -1,0 +1,101 @@
+"""Configuration rendered from settings, checked by Dovecot's and Postfix's own parsers."""
+
+from __future__ import annotations
+
+import subprocess
+
+import pytest
+from django.core.management import CommandError, call_command
+
+from mailservice import config as mailconfig
+
+
+@pytest.fixture
+def production_settings(settings, tmp_path):
+    settings.MAIL_HOSTNAME = "mail.example.com"
+    settings.MAIL_TLS_CERT_FILE = "/etc/ssl/aamail/fullchain.pem"
+    settings.MAIL_TLS_KEY_FILE = "/etc/ssl/aamail/privkey.pem"
+    settings.MAIL_ROOT = "/var/mail/aamail"
+    settings.MAIL_UID = 8
+    settings.MAIL_GID = 8
+    settings.MAIL_DOVECOT_DATABASE_URL = "postgres://dovecot_ro:s3cret'x@db:5432/aamail"
+    return settings
+
+
+def test_it_renders_the_four_files_from_settings(production_settings, tmp_path):
+    call_command("mailconfig", "--out", str(tmp_path))
+    main_cf = (tmp_path / "postfix" / "main.cf").read_text()
+    master_cf = (tmp_path / "postfix" / "master.cf").read_text()
+    dovecot = (tmp_path / "dovecot" / "dovecot.conf").read_text()
+    sql = (tmp_path / "dovecot" / "dovecot-sql.conf.ext").read_text()
+
+    assert "myhostname = mail.example.com" in main_cf
+    assert "default_transport = error:5.7.1" in main_cf
+    assert "smtp_tls_CAfile = /etc/ssl/certs/ca-certificates.crt" in main_cf
+    assert "virtual_transport = lmtp:unix:/run/aamail/dovecot/lmtp" in main_cf
+    assert "mailmap = socketmap:unix:/run/aamail/mailmap/mailmap.sock" in main_cf
+    assert "\n587 inet n - n - - smtpd\n" in master_cf
+    assert "\n465 inet n - n - - smtpd\n" in master_cf
+    assert "\n25 inet n - n - - smtpd\n" in master_cf
+    assert "smtp_tls_security_level=secure" in master_cf
+    assert "mail_location = maildir:/var/mail/aamail/%Ld/%Ln" in dovecot
+    assert "ssl = required" in dovecot
+    assert "auth_failure_delay = 0" not in dovecot  # production keeps the penalty
+    assert "driver = pgsql" in sql
+    assert r"password='s3cret\'x'" in sql
+    assert (tmp_path / "dovecot" / "dovecot-sql.conf.ext").stat().st_mode & 0o777 == 0o640
+
+
+def test_it_passes_postfixs_own_check(production_settings, tmp_path):
+    call_command("mailconfig", "--out", str(tmp_path))
+    result = subprocess.run(
+        ["postconf", "-c", str(tmp_path / "postfix"), "-n"], capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr
+    assert "warning" not in result.stderr, result.stderr
+    result = subprocess.run(
+        ["postconf", "-c", str(tmp_path / "postfix"), "-M"], capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr
+    assert "isp_smtps" in result.stdout
+
+
+def test_it_passes_dovecots_own_check(production_settings, tmp_path, office_tls):
+    _ca, cert, key = office_tls
+    production_settings.MAIL_TLS_CERT_FILE = str(cert)
+    production_settings.MAIL_TLS_KEY_FILE = str(key)
+    call_command("mailconfig", "--out", str(tmp_path))
+    result = subprocess.run(
+        ["doveconf", "-c", str(tmp_path / "dovecot" / "dovecot.conf"), "-n"],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "mail_uid = 8" in result.stdout
+
+
+def test_it_refuses_settings_that_cannot_work(production_settings, tmp_path):
+    production_settings.MAIL_TLS_CERT_FILE = ""
+    with pytest.raises(CommandError, match="MAIL_TLS_CERT_FILE"):
+        call_command("mailconfig", "--out", str(tmp_path))
+    production_settings.MAIL_TLS_CERT_FILE = "/etc/ssl/a b.pem"
+    with pytest.raises(CommandError, match="absolute path"):
+        call_command("mailconfig", "--out", str(tmp_path))
+    production_settings.MAIL_TLS_CERT_FILE = "/etc/ssl/cert.pem"
+    production_settings.MAIL_UID = 0
+    with pytest.raises(CommandError, match="root"):
+        call_command("mailconfig", "--out", str(tmp_path))
+
+
+def test_it_refuses_an_in_memory_sqlite_database(settings):
+    settings.MAIL_DOVECOT_DATABASE_URL = "sqlite://:memory:"
+    with pytest.raises(mailconfig.ConfigError, match="in-memory"):
+        mailconfig.dovecot_database()
+
+
+def test_it_points_dovecot_at_a_sqlite_file(settings):
+    settings.MAIL_DOVECOT_DATABASE_URL = "sqlite:////var/lib/aamail/aamail.sqlite3"
+    assert mailconfig.dovecot_database() == {
+        "sql_driver": "sqlite",
+        "sql_connect": "/var/lib/aamail/aamail.sqlite3",
+    }
