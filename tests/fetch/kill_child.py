@@ -1,0 +1,51 @@
+"""A worker process for the kill test: set up a binding, or run one fetch of it.
+
+    python -m tests.fetch.kill_child setup HOST PORT USER PASSWORD   -> prints a JSON line
+    python -m tests.fetch.kill_child fetch BINDING_ID [--expire-lease]
+
+Uses the project settings and whatever DATABASE_URL/MAIL_ROOT the environment gives.
+``--expire-lease`` plays the passing of FETCH_LEASE_SECONDS after a kill -9 (the killed
+process cannot release its lease), so the test need not wait for it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+
+def main(argv: list[str]) -> int:
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "aamail.settings")
+    import django
+
+    django.setup()
+    from mapping.fetch import binding_fetch, mailbox_path
+    from mapping.models import Binding, LeavePolicy
+
+    if argv[0] == "setup":
+        from tests.factories import BindingFactory
+
+        host, port, user, password = argv[1:5]
+        binding = BindingFactory(
+            host=host,
+            port=int(port),
+            security="none",
+            username=user,
+            raw_password=password,
+            leave_policy=LeavePolicy.DELETE,
+        )
+        print(json.dumps({"id": binding.pk, "root": str(mailbox_path(binding))}), flush=True)
+        return 0
+    binding_id = int(argv[1])
+    if "--expire-lease" in argv:
+        Binding.objects.filter(pk=binding_id).update(lease_token=None, lease_expires_at=None)
+    binding = Binding.objects.select_related("account__domain").get(pk=binding_id)
+    print("fetching", flush=True)
+    run = binding_fetch(binding=binding, trigger="command")
+    print(f"done {run.outcome} {run.messages} {run.error}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,290 @@
+"""binding_fetch against a misbehaving server: every fault ends with nothing lost or doubled."""
+
+from __future__ import annotations
+
+import time
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from domains.models import Security
+from mapping import fetch_state, scheduler
+from mapping.fetch import binding_fetch, mailbox_path
+from mapping.models import Binding, BindingState, FetchOutcome, LeavePolicy, SeenUidl
+from tests.factories import BindingFactory
+from tests.fetch.conftest import assert_exactly, stored_messages
+from tests.servers.dovecot import free_port
+from tests.servers.faultpop import FaultPop
+
+pytestmark = pytest.mark.django_db
+
+MESSAGES = [
+    b"Subject: one\n\nfirst\n",
+    b".first line starts with a dot\nSubject: two\n\n.dot line\n..two dots\nsecond\n",
+    b"Subject: three\n\nno final newline",
+    b"Subject: four\n\n" + b"8-bit \xe9\xff " * 1000 + b"\n",
+]
+
+
+@pytest.fixture(autouse=True)
+def _short_timeout(settings):
+    settings.POP3_TIMEOUT = 1.0
+
+
+def bind(pop: FaultPop, **fields) -> Binding:
+    fields.setdefault("leave_policy", LeavePolicy.KEEP)
+    fields.setdefault("security", Security.NONE)
+    return BindingFactory(
+        host="127.0.0.1",
+        port=pop.port,
+        username="user",
+        raw_password="pass",
+        **fields,
+    )
+
+
+def move_to(binding: Binding, pop: FaultPop) -> None:
+    """The ISP's server came back (on another port) with a changed mailbox."""
+    Binding.objects.filter(pk=binding.pk).update(port=pop.port)
+    binding.refresh_from_db()
+
+
+def tmp_is_clean(binding: Binding) -> bool:
+    return not any((mailbox_path(binding) / "tmp").iterdir())
+
+
+@pytest.mark.parametrize(
+    ("fault", "words"),
+    [
+        ("drop_mid_retr", "closed the connection in the middle of message"),
+        ("garbage_retr", "sent garbage"),
+        ("long_reply", "sent garbage"),
+        ("hang_mid_retr", "No answer"),
+    ],
+)
+def test_it_survives_a_broken_retr_and_recovers(fault, words):
+    with FaultPop(MESSAGES, faults={fault}) as pop:
+        binding = bind(pop, leave_policy=LeavePolicy.DELETE)
+        started = time.monotonic()
+
+        run = binding_fetch(binding=binding)
+
+        assert time.monotonic() - started < 5  # a hang is bounded by POP3_TIMEOUT
+        binding.refresh_from_db()
+        assert run.outcome == FetchOutcome.ERROR
+        assert words in binding.last_error
+        assert binding.state == BindingState.RETRYING
+        assert pop.deleted == []  # no QUIT: nothing deleted
+        assert tmp_is_clean(binding)
+
+        pop.faults.discard(fault)
+        run = binding_fetch(binding=binding)
+
+        assert (run.outcome, run.messages, run.deleted) == (FetchOutcome.OK, 4, 4)
+        assert_exactly(binding, MESSAGES)
+        assert sorted(pop.deleted) == [1, 2, 3, 4]
+
+
+def test_it_stores_a_10_mb_line_exactly():
+    huge = b"Subject: one line\n\n" + b"=" * (10 * 1024 * 1024) + b"\n"
+    with FaultPop([huge, *MESSAGES]) as pop:
+        binding = bind(pop)
+        run = binding_fetch(binding=binding)
+    assert run.outcome == FetchOutcome.OK, run.error
+    assert_exactly(binding, [huge, *MESSAGES])
+
+
+def test_it_goes_on_when_a_message_vanishes_between_uidl_and_retr():
+    with FaultPop(MESSAGES, gone={2}) as pop:
+        binding = bind(pop, leave_policy=LeavePolicy.DELETE)
+        run = binding_fetch(binding=binding)
+        assert (run.outcome, run.messages, run.deleted) == (FetchOutcome.OK, 3, 3)
+        assert "vanished" in run.error
+        assert sorted(pop.deleted) == [1, 3, 4]
+    # Another client had only hidden it: it shows up again and is fetched once.
+    with FaultPop([MESSAGES[1]], uidls=["uid-2"]) as later:
+        move_to(binding, later)
+        assert binding_fetch(binding=binding).messages == 1
+    assert_exactly(binding, MESSAGES)
+
+
+def test_it_identifies_messages_by_content_without_uidl():
+    with FaultPop(MESSAGES, faults={"no_uidl"}) as pop:
+        binding = bind(pop)
+        assert binding_fetch(binding=binding).messages == 4
+        assert binding_fetch(binding=binding).messages == 0
+    assert all(
+        key.startswith("sha256:") for key in binding.seen_uidls.values_list("uidl", flat=True)
+    )
+    new = b"Subject: five\n\nlater\n"
+    with FaultPop([*MESSAGES[1:], new], faults={"no_uidl"}) as later:
+        move_to(binding, later)
+        run = binding_fetch(binding=binding)
+    assert run.messages == 1
+    assert_exactly(binding, [*MESSAGES, new])
+    # The row of the message no longer on the server is forgotten after a complete run.
+    assert binding.seen_uidls.count() == 4
+
+
+def test_it_deletes_without_uidl_once_stored():
+    with FaultPop([*MESSAGES, MESSAGES[0]], faults={"no_uidl"}) as pop:
+        binding = bind(pop, leave_policy=LeavePolicy.DELETE)
+        run = binding_fetch(binding=binding)
+        # Two byte-identical messages are one message by content: stored once, both deleted.
+        assert (run.outcome, run.messages, run.deleted) == (FetchOutcome.OK, 4, 5)
+        assert sorted(pop.deleted) == [1, 2, 3, 4, 5]
+    assert_exactly(binding, MESSAGES)
+
+
+def test_it_stores_each_message_of_a_duplicated_uidl_once():
+    uidls = ["same", "same", "other", "same"]
+    with FaultPop(MESSAGES, uidls=uidls) as pop:
+        binding = bind(pop)
+        assert binding_fetch(binding=binding).messages == 4
+        assert binding_fetch(binding=binding).messages == 0
+    assert_exactly(binding, MESSAGES)
+    # Later only one message carries "same": still recognised by its content.
+    with FaultPop([MESSAGES[1], MESSAGES[2]], uidls=["same", "other"]) as later:
+        move_to(binding, later)
+        assert binding_fetch(binding=binding).messages == 0
+    assert_exactly(binding, MESSAGES)
+
+
+def test_it_deletes_messages_of_duplicated_uidls_once_stored():
+    with FaultPop(MESSAGES, uidls=["a", "a", "a", "b"]) as pop:
+        binding = bind(pop, leave_policy=LeavePolicy.DELETE)
+        run = binding_fetch(binding=binding)
+        assert (run.messages, run.deleted) == (4, 4)
+        assert sorted(pop.deleted) == [1, 2, 3, 4]
+    assert_exactly(binding, MESSAGES)
+
+
+def test_it_needs_attention_after_a_rejected_password_and_stops_retrying():
+    with FaultPop(MESSAGES, faults={"reject_password"}) as pop:
+        binding = bind(pop)
+        run = binding_fetch(binding=binding)
+        binding.refresh_from_db()
+        assert run.outcome == FetchOutcome.AUTH_FAILED
+        assert binding.state == BindingState.NEEDS_ATTENTION
+        assert "rejected the username or password" in binding.last_error
+        assert binding.next_fetch_at is None
+        assert binding.pk not in scheduler.bindings_claim_due(timezone.now() + timedelta(days=9))
+        assert stored_messages(binding) == []
+
+        # Fixed at the ISP, then fetched by hand: back to the schedule.
+        pop.faults.discard("reject_password")
+        run = binding_fetch(binding=binding, trigger="manual")
+        binding.refresh_from_db()
+        assert (run.outcome, run.messages) == (FetchOutcome.OK, 4)
+        assert binding.state == BindingState.OK
+        assert binding.consecutive_failures == 0
+        assert binding.next_fetch_at is not None
+
+
+def test_it_retries_a_busy_mailbox_as_transient():
+    with FaultPop(MESSAGES, faults={"in_use"}) as pop:
+        binding = bind(pop)
+        run = binding_fetch(binding=binding)
+    binding.refresh_from_db()
+    assert run.outcome == FetchOutcome.ERROR
+    assert binding.state == BindingState.RETRYING
+    assert binding.next_fetch_at is not None
+    assert "busy" in binding.last_error
+
+
+def test_it_backs_off_exponentially_up_to_a_cap(settings):
+    settings.FETCH_BACKOFF_BASE_SECONDS = 60
+    settings.FETCH_BACKOFF_CAP_SECONDS = 3600
+    binding = BindingFactory(host="127.0.0.1", port=free_port(), security=Security.NONE)
+    delays = []
+    for _ in range(8):
+        run = binding_fetch(binding=binding)
+        binding.refresh_from_db()
+        delays.append((binding.next_fetch_at - binding.last_check_at).total_seconds())
+    assert run.outcome == FetchOutcome.ERROR
+    assert "Connection refused" in binding.last_error
+    assert binding.consecutive_failures == 8
+    for attempt, delay in enumerate(delays[:6]):
+        assert 0.9 * 60 * 2**attempt <= delay <= 1.1 * 60 * 2**attempt
+    assert 0.9 * 3600 <= delays[7] <= 1.1 * 3600
+
+
+def test_it_refuses_to_fall_back_to_plain_text_when_starttls_is_missing():
+    with FaultPop(MESSAGES) as pop:
+        binding = bind(pop, security=Security.STARTTLS)
+        run = binding_fetch(binding=binding)
+    binding.refresh_from_db()
+    assert run.outcome == FetchOutcome.ERROR
+    assert binding.state == BindingState.NEEDS_ATTENTION
+    assert "nothing was sent in plain text" in binding.last_error
+    assert not {"USER", "PASS", "AUTH", "APOP"} & set(pop.commands())
+
+
+@pytest.mark.parametrize("fault", ["no_pipelining", "wrong_list_sizes", "no_capa"])
+def test_it_copes_with_servers_that_lack_or_misstate_things(fault):
+    with FaultPop(MESSAGES, faults={fault}) as pop:
+        binding = bind(pop, leave_policy=LeavePolicy.DELETE)
+        run = binding_fetch(binding=binding)
+        assert (run.outcome, run.messages, run.deleted) == (FetchOutcome.OK, 4, 4), run.error
+        assert sorted(pop.deleted) == [1, 2, 3, 4]
+    assert_exactly(binding, MESSAGES)
+    assert SeenUidl.objects.filter(binding=binding, stored_at__isnull=True).count() == 0
+
+
+def test_it_stops_at_the_time_limit_and_continues_at_the_next_tick(settings):
+    settings.FETCH_TIME_LIMIT = 0  # already past the point where new batches may start
+    with FaultPop(MESSAGES) as pop:
+        binding = bind(pop)
+        run = binding_fetch(binding=binding)
+        binding.refresh_from_db()
+        assert (run.outcome, run.messages) == (FetchOutcome.OK, 0)
+        assert "time limit; 4 messages follow" in run.error
+        assert binding.next_fetch_at <= timezone.now()  # due again at once
+        settings.FETCH_TIME_LIMIT = 60
+        assert binding_fetch(binding=binding).messages == 4
+    assert_exactly(binding, MESSAGES)
+
+
+def test_it_never_sends_a_password_with_a_line_break():
+    with FaultPop(MESSAGES) as pop:
+        binding = bind(pop)
+        binding.set_isp_password("pass\r\nDELE 1")
+        binding.save()
+        run = binding_fetch(binding=binding)
+    binding.refresh_from_db()
+    assert run.outcome == FetchOutcome.AUTH_FAILED
+    assert "line break" in binding.last_error and "DELE" not in binding.last_error
+    assert binding.state == BindingState.NEEDS_ATTENTION
+    assert not {"PASS", "AUTH", "DELE"} & set(pop.commands())
+
+
+def test_it_needs_attention_when_the_keys_cannot_decrypt_the_password():
+    with FaultPop(MESSAGES) as pop:
+        binding = bind(pop)
+        Binding.objects.filter(pk=binding.pk).update(password_encrypted="not-a-fernet-token")
+        run = binding_fetch(binding=binding)
+    binding.refresh_from_db()
+    assert run.outcome == FetchOutcome.ERROR
+    assert "ISP_SECRET_KEYS" in binding.last_error
+    assert binding.state == BindingState.NEEDS_ATTENTION
+
+
+def test_a_long_fetch_keeps_renewing_its_lease(settings, monkeypatch):
+    big = b"Subject: long\n\n" + b"z" * (8 * 1024 * 1024) + b"\n"
+    extensions = []
+    original = fetch_state.Lease._extend
+
+    def spy(self, **fields):
+        extensions.append(fields)
+        return original(self, **fields)
+
+    monkeypatch.setattr(fetch_state.Lease, "_extend", spy)
+    with FaultPop([big]) as pop:
+        baseline = binding_fetch(binding=bind(pop))  # the default lease outlives this fetch
+        fenced_writes = len(extensions)
+        extensions.clear()
+        settings.FETCH_LEASE_SECONDS = 0  # due for renewal at every chunk received
+        run = binding_fetch(binding=bind(pop))
+    assert baseline.outcome == run.outcome == FetchOutcome.OK, run.error
+    assert len(extensions) > fenced_writes + 10  # heartbeats while the bytes flowed
