@@ -199,6 +199,11 @@ CELERY_TASK_TIME_LIMIT = FETCH_TIME_LIMIT + 60
 CELERY_TASK_SOFT_TIME_LIMIT = FETCH_TIME_LIMIT
 CELERY_TASK_ROUTES = {"mapping.tasks.binding_fetch": {"queue": "fetch"}}
 SCHEDULER_TICK_SECONDS = env.int("SCHEDULER_TICK_SECONDS", default=30)
+FETCH_TICK_LIMIT = env.int("FETCH_TICK_LIMIT", default=500)  # bindings claimed per tick
+FETCH_CLAIM_SECONDS = env.int("FETCH_CLAIM_SECONDS", default=600)  # a claim not run by then expires
+FETCH_BACKOFF_BASE_SECONDS = env.int("FETCH_BACKOFF_BASE_SECONDS", default=60)
+FETCH_BACKOFF_CAP_SECONDS = env.int("FETCH_BACKOFF_CAP_SECONDS", default=3600)
+FETCH_COMMIT_THREADS = env.int("FETCH_COMMIT_THREADS", default=8)  # concurrent fsync+rename
 # One tick claims the due bindings and enqueues one fetch task each (mapping.scheduler).
 CELERY_BEAT_SCHEDULE = {
     "fetch-tick": {"task": "mapping.tasks.fetch_tick", "schedule": SCHEDULER_TICK_SECONDS},
@@ -206,6 +211,8 @@ CELERY_BEAT_SCHEDULE = {
 
 # --- POP3 / Detect ----------------------------------------------------------------------
 POP3_TIMEOUT = env.float("POP3_TIMEOUT", default=30.0)
+# A fetch's lease; renewed while it runs, so a dead worker's binding is free after this.
+FETCH_LEASE_SECONDS = env.int("FETCH_LEASE_SECONDS", default=max(300, int(6 * POP3_TIMEOUT)))
 # Extra CA bundle trusted for ISP servers (on top of the system store).
 ISP_CA_FILE = env.str("ISP_CA_FILE", default="") or None
 # Detect may reach loopback/private addresses only when this is on (an office box usually

@@ -13,8 +13,9 @@ from django.utils import timezone
 from domains import rules
 from domains.models import Domain
 
-# RFC 5321 dot-atom, lower-case; no leading/trailing/double dots.
-_LOCALPART = re.compile(r"^[a-z0-9!#$%&'*+/=?^_`{|}~-]+(\.[a-z0-9!#$%&'*+/=?^_`{|}~-]+)*$")
+# RFC 5321 dot-atom, lower-case; no leading/trailing/double dots. "/" is left out although
+# RFC 5321 allows it: the local part names the Maildir directory (MAIL_ROOT/<domain>/<local>).
+_LOCALPART = re.compile(r"^[a-z0-9!#$%&'*+=?^_`{|}~-]+(\.[a-z0-9!#$%&'*+=?^_`{|}~-]+)*$")
 
 
 def normalize_localpart(value: str) -> str:

@@ -34,7 +34,6 @@ import contextlib
 import email.utils
 import hashlib
 import socket
-import ssl
 import threading
 import time
 from collections import Counter
@@ -53,6 +52,7 @@ from .fetch_state import Lease, LeaseLostError
 from .maildir import Delivery, MaildirWriter
 from .models import Binding, FetchRun, LeavePolicy
 from .pop3 import Client, Pop3AuthError, Pop3Error, Pop3MessageGoneError, Security
+from .tls import isp_ssl_context
 
 # A batch ends at this many messages or bytes (LIST sizes): each costs two commits, and
 # messages identified by content wait for the end of their batch with files open.
@@ -130,20 +130,6 @@ def _fail(lease: Lease, run: FetchRun, message: str, kind: str) -> None:
 
 def _time_limit() -> float:
     return float(getattr(settings, "FETCH_TIME_LIMIT", 1200))
-
-
-@lru_cache(maxsize=4)
-def _ssl_context(ca_file: str | bool | None) -> ssl.SSLContext:
-    # Verified TLS always (design.md trap 1); an administrator's CA file adds to the system
-    # store rather than replacing it (create_default_context(cafile=) would replace it).
-    if ca_file is False:
-        # Plain POP3 never uses it; the client would otherwise load the system store
-        # (~30 ms). It still verifies (TLS_CLIENT) and trusts nobody: it fails closed.
-        return ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    context = ssl.create_default_context()
-    if ca_file:
-        context.load_verify_locations(cafile=ca_file)
-    return context
 
 
 def mailbox_path(binding: Binding) -> Path:
@@ -259,7 +245,8 @@ class _Fetch:
             b.port,
             Security(b.security),
             timeout=settings.POP3_TIMEOUT,
-            ssl_context=_ssl_context(settings.ISP_CA_FILE if b.security != "none" else False),
+            # Plain POP3 needs no context; the client would only build one for TLS.
+            ssl_context=isp_ssl_context() if b.security != Security.NONE else None,
         ) as self.client:
             self.client.connect()
             try:

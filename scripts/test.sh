@@ -18,7 +18,7 @@ if .venv/bin/python -c "import psycopg,sys; psycopg.connect('$PG_URL', connect_t
     DATABASE_URL=$PG_URL .venv/bin/pytest "$@"
     echo "== pytest on SQLite (database-level tests) =="
     DATABASE_URL=sqlite:///:memory: .venv/bin/pytest -m "not slow and not browser" \
-        tests/domains tests/accounts tests/mapping/test_models.py tests/mailservice "$@"
+        tests/domains tests/accounts tests/mapping tests/fetch tests/mailservice "$@"
 else
     echo "== PostgreSQL not reachable at $PG_URL: SQLite only =="
     DATABASE_URL=sqlite:///:memory: .venv/bin/pytest "$@"

@@ -54,3 +54,9 @@ def test_it_refuses_a_kind_change_that_strands_bindings():
         account.save()
     assert account.address in " ".join(exc.value.message_dict["kind"])
     assert Account.objects.get(pk=account.pk).kind == AccountKind.NORMAL
+
+
+def test_it_refuses_a_slash_in_the_account_name():
+    # The local part names the Maildir directory.
+    with pytest.raises(ValidationError, match="cannot be a mail account name"):
+        AccountFactory(localpart="etc/passwd")

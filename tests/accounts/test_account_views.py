@@ -71,16 +71,18 @@ def test_it_tells_dovecot_to_forget_the_old_password(
     admin_client, domain, caplog, django_capture_on_commit_callbacks
 ):
     account = AccountFactory(domain=domain)
-    with caplog.at_level("INFO", logger="mailservice.dovecot_cache"):
-        with django_capture_on_commit_callbacks(execute=True):
-            admin_client.post(
-                reverse("account-general", args=[account.pk]),
-                {
-                    "display_name": "x",
-                    "kind": "normal",
-                    "quota_mb": 0,
-                    "is_active": "on",
-                    "new_password": "Another-Local-77",
-                },
-            )
+    with (
+        caplog.at_level("INFO", logger="mailservice.dovecot_cache"),
+        django_capture_on_commit_callbacks(execute=True),
+    ):
+        admin_client.post(
+            reverse("account-general", args=[account.pk]),
+            {
+                "display_name": "x",
+                "kind": "normal",
+                "quota_mb": 0,
+                "is_active": "on",
+                "new_password": "Another-Local-77",
+            },
+        )
     assert account.address in caplog.text

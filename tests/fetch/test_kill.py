@@ -174,8 +174,6 @@ def test_a_fetch_killed_at_random_moments_loses_and_duplicates_nothing(isp, tmp_
 
 @pytest.mark.slow
 @pytest.mark.timeout(1800)
-def test_two_hundred_kills_lose_and_duplicate_nothing(isp, tmp_path, request):
-    if "slow" not in (request.config.getoption("markexpr") or ""):
-        pytest.skip("a long proof: run with -m slow (bash scripts/test.sh -m slow)")
+def test_two_hundred_kills_lose_and_duplicate_nothing(isp, tmp_path):
     stats = run_kill_test(isp, tmp_path, kills=200, seed=1939)
     assert stats["duplicated"] == stats["lost"] == stats["left_on_server"] == 0

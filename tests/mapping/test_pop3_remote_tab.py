@@ -95,3 +95,28 @@ def test_it_keeps_one_outgoing_relay_per_account(admin_client, domain):
     first.refresh_from_db()
     assert not first.is_outgoing_relay
     assert account.bindings.get(is_outgoing_relay=True).username == "support-isp"
+
+
+def test_it_does_not_overwrite_what_a_fetch_wrote_meanwhile(admin_client, domain):
+    binding = BindingFactory(account=AccountFactory(domain=domain))
+    url = reverse("binding-edit", args=[binding.account_id, binding.pk])
+    admin_client.get(url)
+    # A fetch finishes between loading the form and saving it.
+    Binding.objects.filter(pk=binding.pk).update(messages_fetched=42, bytes_fetched=4200)
+    admin_client.post(url, _data(username=binding.username, isp_password="", port=110))
+    binding.refresh_from_db()
+    assert binding.port == 110
+    assert (binding.messages_fetched, binding.bytes_fetched) == (42, 4200)
+
+
+def test_an_edit_clears_needs_attention_and_fetches_soon(admin_client, domain):
+    binding = BindingFactory(account=AccountFactory(domain=domain))
+    Binding.objects.filter(pk=binding.pk).update(state="needs_attention", next_fetch_at=None)
+    admin_client.post(
+        reverse("binding-edit", args=[binding.account_id, binding.pk]),
+        _data(username=binding.username, isp_password="New-Isp-Pass"),
+    )
+    binding.refresh_from_db()
+    assert binding.state == "retrying"
+    assert binding.next_fetch_at is not None
+    assert binding.get_isp_password() == "New-Isp-Pass"
