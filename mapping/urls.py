@@ -1,5 +1,3 @@
-from importlib.util import find_spec
-
 from django.urls import include, path
 
 from . import views
@@ -22,6 +20,7 @@ urlpatterns = [
         name="binding-delete",
     ),
 ]
-if find_spec("mapping.detect_urls"):
-    urlpatterns.append(path("", include("mapping.detect_urls")))
-urlpatterns += [path("", include("mapping.fetch_urls"))]
+urlpatterns += [
+    path("", include("mapping.detect_urls")),
+    path("", include("mapping.fetch_urls")),
+]

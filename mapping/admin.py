@@ -1,0 +1,38 @@
+from django.contrib import admin
+
+from .models import Binding, FetchRun
+
+
+@admin.register(Binding)
+class BindingAdmin(admin.ModelAdmin):
+    """Read-mostly: ISP passwords are set only through the console's write-only fields."""
+
+    list_display = ["username", "host", "port", "account", "enabled", "state", "last_success_at"]
+    list_filter = ["state", "enabled", "security"]
+    search_fields = ["username", "host", "account__localpart", "account__domain__name"]
+    list_select_related = ["account__domain"]
+    exclude = ["password_encrypted", "smtp_password_encrypted", "lease_token"]
+    readonly_fields = [
+        "state",
+        "last_check_at",
+        "last_success_at",
+        "last_error",
+        "last_error_at",
+        "consecutive_failures",
+        "messages_fetched",
+        "bytes_fetched",
+        "lease_expires_at",
+    ]
+
+
+@admin.register(FetchRun)
+class FetchRunAdmin(admin.ModelAdmin):
+    list_display = ["binding", "started_at", "finished_at", "outcome", "messages", "bytes"]
+    list_filter = ["outcome", "trigger"]
+    list_select_related = ["binding"]
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
