@@ -239,6 +239,9 @@ MAILMAP_DB_WORKERS = env.int("MAILMAP_DB_WORKERS", default=8)
 MAILMAP_LOOKUP_TIMEOUT = env.float("MAILMAP_LOOKUP_TIMEOUT", default=10.0)
 MAILMAP_MAX_REQUEST = env.int("MAILMAP_MAX_REQUEST", default=4096)
 MAILMAP_IDLE_TIMEOUT = env.float("MAILMAP_IDLE_TIMEOUT", default=300.0)
+# Answer lookups from an in-memory snapshot invalidated by database change notifications
+# (docs/mail-service.md); off = one database query per lookup.
+MAILMAP_SNAPSHOT = env.bool("MAILMAP_SNAPSHOT", default=True)
 MAIL_DOVECOT_CONFIG = env.str("MAIL_DOVECOT_CONFIG", default="")
 DOVEADM_HTTP_URL = env.str("DOVEADM_HTTP_URL", default="")
 DOVEADM_API_KEY = env.str("DOVEADM_API_KEY", default="")

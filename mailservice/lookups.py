@@ -13,9 +13,11 @@
 | relay_credentials  | smtp_sasl_password_maps                      | MAIL FROM   |
 
 Every answer is computed from the current rows, so a change of an account's kind, a domain's
-type or a binding takes effect on the next lookup. Any error answers TEMP (the mail waits in
-a queue); NOTFOUND means "really not here". The ISP password is decrypted only here, just
-before it is handed to Postfix, and never logged.
+type or a binding takes effect on the next lookup. The maps read those rows through a *source*:
+the database itself (one query per lookup, `DATABASE`), or an in-memory copy of the same rows
+that the lookup server keeps only while it knows the copy is current (snapshot.py). Any error
+answers TEMP (the mail waits in a queue); NOTFOUND means "really not here". The ISP password is
+decrypted only here, just before it is handed to Postfix, and never logged.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from __future__ import annotations
 import logging
 import re
 from dataclasses import dataclass
+from typing import Protocol
 
 from django.conf import settings
 from django.db import connection
@@ -101,7 +104,7 @@ class RelayRow:
 # (~1 ms per query here) would dominate the lookup budget (p99 <= 2 ms, issue 6). The exact
 # local part wins over the one without "+extension" (an account name may contain "+"); the
 # relay is the enabled binding marked "Outgoing relay", else the first by id.
-_MAILBOX_SQL = """
+_MAILBOX_COLUMNS = """
 SELECT a.localpart, d.name, a.kind,
        b.smtp_host, d.smtp_host, b.host, b.smtp_port, b.smtp_security, b.smtp_username,
        b.username, b.smtp_password_encrypted, b.password_encrypted
@@ -113,29 +116,82 @@ LEFT JOIN mapping_binding b ON b.id = (
     ORDER BY b2.is_outgoing_relay DESC, b2.id
     LIMIT 1
 )
-WHERE d.name = %s AND a.localpart IN (%s, %s) AND a.is_active AND d.is_active
+WHERE a.is_active AND d.is_active"""
+_MAILBOX_SQL = (
+    _MAILBOX_COLUMNS
+    + """ AND d.name = %s AND a.localpart IN (%s, %s)
 ORDER BY CASE WHEN a.localpart = %s THEN 0 ELSE 1 END
 LIMIT 1
 """
+)
+# Every active mailbox (the snapshot's copy): the same rows, the same relay rule.
+ALL_MAILBOXES_SQL = _MAILBOX_COLUMNS
 _DOMAIN_SQL = "SELECT 1 FROM domains_domain WHERE name = %s AND is_active"
+ALL_DOMAINS_SQL = "SELECT name FROM domains_domain WHERE is_active"
 
 
-def mailbox_for_address(address: str) -> Mailbox | None:
-    """The active account an address belongs to: exact, else without its ``+extension``."""
+def mailbox_keys(address: str) -> tuple[str, str, str] | None:
+    """(domain, localpart, localpart without "+extension") of an address, lower-cased."""
     parts = _split(address)
     if parts is None:
         return None
     localpart, domain = parts
     base = localpart.split("+", 1)[0] if "+" in localpart else localpart
-    with connection.cursor() as cursor:
-        cursor.execute(_MAILBOX_SQL, [domain, localpart, base, localpart])
-        row = cursor.fetchone()
-    if row is None:
-        return None
+    return domain, localpart, base
+
+
+def mailbox_from_row(row) -> Mailbox:
+    """A row of _MAILBOX_COLUMNS → Mailbox (no relay for special local staff)."""
     relay = None
     if row[5] is not None and row[2] != AccountKind.SPECIAL_LOCAL_STAFF:
         relay = RelayRow(*row[3:])
     return Mailbox(f"{row[0]}@{row[1]}", row[0], row[1], row[2], relay)
+
+
+def mailbox_for_address(address: str) -> Mailbox | None:
+    """The active account an address belongs to: exact, else without its ``+extension``."""
+    keys = mailbox_keys(address)
+    if keys is None:
+        return None
+    domain, localpart, base = keys
+    with connection.cursor() as cursor:
+        cursor.execute(_MAILBOX_SQL, [domain, localpart, base, localpart])
+        row = cursor.fetchone()
+    return mailbox_from_row(row) if row is not None else None
+
+
+def hosted_domain(address_or_domain: str) -> str:
+    return address_or_domain.strip().lower().rpartition("@")[2]
+
+
+def is_hosted(address_or_domain: str) -> bool:
+    domain = hosted_domain(address_or_domain)
+    if not domain:
+        return False
+    with connection.cursor() as cursor:
+        cursor.execute(_DOMAIN_SQL, [domain])
+        return cursor.fetchone() is not None
+
+
+class Source(Protocol):
+    """Where the maps read accounts and domains: the database, or a current snapshot of it."""
+
+    def mailbox(self, address: str) -> Mailbox | None: ...
+
+    def is_hosted(self, address_or_domain: str) -> bool: ...
+
+
+class _Database:
+    """The rows as they are now: one query per lookup, in the calling thread's connection."""
+
+    def mailbox(self, address: str) -> Mailbox | None:
+        return mailbox_for_address(address)
+
+    def is_hosted(self, address_or_domain: str) -> bool:
+        return is_hosted(address_or_domain)
+
+
+DATABASE: Source = _Database()
 
 
 def account_relay_binding(*, account: Account) -> Binding | None:
@@ -159,15 +215,6 @@ def _smart_host(domain: str) -> str | None:
     return hosts.get(domain)
 
 
-def _is_hosted(address_or_domain: str) -> bool:
-    domain = address_or_domain.strip().lower().rpartition("@")[2]
-    if not domain:
-        return False
-    with connection.cursor() as cursor:
-        cursor.execute(_DOMAIN_SQL, [domain])
-        return cursor.fetchone() is not None
-
-
 def _next_hop(host: str, port: int) -> str:
     host = host.strip().lower().rstrip(".")
     if not _HOSTNAME.match(host):
@@ -178,35 +225,35 @@ def _next_hop(host: str, port: int) -> str:
 # --- the maps ----------------------------------------------------------------------------
 
 
-def domains(key: str) -> Reply:
+def domains(key: str, source: Source = DATABASE) -> Reply:
     domain = key.strip().lower()
-    return ok(domain) if domain and _is_hosted(domain) else NOTFOUND
+    return ok(domain) if domain and source.is_hosted(domain) else NOTFOUND
 
 
-def mailboxes(key: str) -> Reply:
-    mailbox = mailbox_for_address(key)
+def mailboxes(key: str, source: Source = DATABASE) -> Reply:
+    mailbox = source.mailbox(key)
     if mailbox is None:
         return NOTFOUND
     return ok(f"{mailbox.domain}/{mailbox.localpart}/")
 
 
-def recipient(key: str) -> Reply:
+def recipient(key: str, source: Source = DATABASE) -> Reply:
     # Asked for every recipient (cleanup, smtpd): only "+" addresses can need a rewrite.
     if "+" not in key.rpartition("@")[0]:
         return NOTFOUND
-    mailbox = mailbox_for_address(key)
+    mailbox = source.mailbox(key)
     if mailbox is None or mailbox.address == key.strip().lower():
         return NOTFOUND
     return ok(mailbox.address)
 
 
-def sender_login(key: str) -> Reply:
-    mailbox = mailbox_for_address(key)
+def sender_login(key: str, source: Source = DATABASE) -> Reply:
+    mailbox = source.mailbox(key)
     return ok(mailbox.address) if mailbox is not None else NOTFOUND
 
 
-def sasl_class(key: str) -> Reply:
-    mailbox = mailbox_for_address(key)
+def sasl_class(key: str, source: Source = DATABASE) -> Reply:
+    mailbox = source.mailbox(key)
     if mailbox is None:
         return NOTFOUND
     if mailbox.kind == AccountKind.SPECIAL_LOCAL_STAFF:
@@ -216,16 +263,16 @@ def sasl_class(key: str) -> Reply:
     return NOTFOUND
 
 
-def internal_only(key: str) -> Reply:
-    return ok("DUNNO") if _is_hosted(key) else ok(STAFF_REFUSAL)
+def internal_only(key: str, source: Source = DATABASE) -> Reply:
+    return ok("DUNNO") if source.is_hosted(key) else ok(STAFF_REFUSAL)
 
 
-def no_relay(key: str) -> Reply:
-    return ok("DUNNO") if _is_hosted(key) else ok(NO_RELAY_REFUSAL)
+def no_relay(key: str, source: Source = DATABASE) -> Reply:
+    return ok("DUNNO") if source.is_hosted(key) else ok(NO_RELAY_REFUSAL)
 
 
-def relay_transport(key: str) -> Reply:
-    mailbox = mailbox_for_address(key)
+def relay_transport(key: str, source: Source = DATABASE) -> Reply:
+    mailbox = source.mailbox(key)
     if mailbox is None or mailbox.kind == AccountKind.SPECIAL_LOCAL_STAFF:
         return NOTFOUND
     if mailbox.relay is not None:
@@ -238,8 +285,8 @@ def relay_transport(key: str) -> Reply:
     return NOTFOUND
 
 
-def relay_credentials(key: str) -> Reply:
-    mailbox = mailbox_for_address(key)
+def relay_credentials(key: str, source: Source = DATABASE) -> Reply:
+    mailbox = source.mailbox(key)
     if mailbox is None or mailbox.relay is None:
         return NOTFOUND  # also the "[host]:port" key Postfix tries after the sender
     username, password = mailbox.relay.credentials()
@@ -263,18 +310,19 @@ MAPS = {
 SECRET_MAPS = {"relay_credentials"}
 
 
-def answer(request: Request) -> Reply:
-    """Answer one socketmap request; TEMP on any error, never a guess."""
+def answer(request: Request, source: Source | None = None) -> Reply:
+    """Answer one socketmap request (from the database unless given a snapshot); TEMP on any
+    error, never a guess."""
     lookup = MAPS.get(request.name)
     if lookup is None:
         return perm(f"unknown map {request.name!r}")
     try:
-        reply = lookup(request.key)
+        reply = lookup(request.key, DATABASE if source is None else source)
     except Exception as exc:
         # A broken connection stays broken in this thread until closed; the next lookup
         # reconnects. Only the exception's type is logged: its text or traceback could quote
         # a decrypted secret.
-        if not connection.in_atomic_block:
+        if source is None and not connection.in_atomic_block:
             connection.close()
         log.error("mailmap: %s %r failed: %s", request.name, request.key, type(exc).__name__)
         return temp("lookup failed")

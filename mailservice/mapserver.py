@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import grp
+import logging
 import os
 import pwd
 import queue
@@ -16,9 +17,12 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from pathlib import Path
 
 from django.conf import settings
+from django.db import connection
 
-from . import lookups
+from . import lookups, snapshot
 from .socketmap import Reply, Request, SocketmapServer, temp
+
+log = logging.getLogger(__name__)
 
 
 def socket_path() -> Path:
@@ -83,11 +87,12 @@ def _quantile(ordered: list[float], q: float) -> float:
 
 
 class LookupWorkers:
-    """A fixed set of threads that run the lookups, each keeping one database connection.
+    """A fixed set of threads that use the database, each keeping one database connection.
 
     Postfix opens and closes socketmap connections as its processes come and go; opening a
     database connection for each (several ms on PostgreSQL) was the slowest part of a lookup.
-    Connection threads only read and write the socket and hand requests over here, which also
+    Connection threads answer from the snapshot themselves and hand a request over here only
+    when the snapshot must be rebuilt or cannot be trusted (see SnapshotAnswer), which also
     bounds the database connections to `size` however many Postfix processes ask.
     """
 
@@ -130,32 +135,69 @@ class LookupWorkers:
             thread.join(5)
 
 
+class SnapshotAnswer:
+    """Answer in the connection thread from the current snapshot; else via a database thread.
+
+    In a database thread: rebuild the snapshot if the watch vouches for a new one and answer
+    from it, or answer from the database directly (watch down, or the rows changed again
+    while the snapshot was read). A failed rebuild answers TEMP, never NOTFOUND.
+    """
+
+    def __init__(self, cache: snapshot.SnapshotCache) -> None:
+        self.cache = cache
+        self.workers: LookupWorkers | None = None
+
+    def __call__(self, request: Request) -> Reply:
+        current = self.cache.current()
+        if current is not None:
+            return lookups.answer(request, current)
+        return self.workers(request)
+
+    def in_database_thread(self, request: Request) -> Reply:
+        if request.name not in lookups.MAPS:
+            return lookups.answer(request)  # PERM, no database needed
+        try:
+            current = self.cache.refresh()
+        except Exception as exc:
+            if not connection.in_atomic_block:
+                connection.close()
+            log.error("mailmap: reading the lookup snapshot failed: %s", type(exc).__name__)
+            return temp("lookup failed")
+        return lookups.answer(request, current)  # None: from the database
+
+
 class MapServer(SocketmapServer):
-    """The socketmap server with its lookup workers; closing it closes both."""
+    """The socketmap server with its lookup workers and snapshot; closing it closes all."""
 
     workers: LookupWorkers
+    cache: snapshot.SnapshotCache
 
     def server_close(self) -> None:
         super().server_close()
         self.workers.close()
+        self.cache.close()
 
 
 def build_server(path: Path | None = None, stats: LatencyStats | None = None) -> MapServer:
-    answer = stats.wrap(lookups.answer) if stats else lookups.answer
+    cache = snapshot.SnapshotCache(snapshot.watch_for(connection))
+    answer = SnapshotAnswer(cache)
     workers = LookupWorkers(
-        answer,
+        answer.in_database_thread,
         size=getattr(settings, "MAILMAP_DB_WORKERS", 8),
         timeout=getattr(settings, "MAILMAP_LOOKUP_TIMEOUT", 10.0),
     )
+    answer.workers = workers
     server = MapServer(
         path or socket_path(),
-        workers,
+        stats.wrap(answer) if stats else answer,
         allowed_uids=allowed_uids(),
         group=_postfix_gid(),
         max_request=getattr(settings, "MAILMAP_MAX_REQUEST", 4096),
         idle_timeout=getattr(settings, "MAILMAP_IDLE_TIMEOUT", 300.0),
     )
     server.workers = workers
+    server.cache = cache
+    cache.start()
     return server
 
 

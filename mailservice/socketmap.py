@@ -194,6 +194,11 @@ class SocketmapServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer
 
     daemon_threads = True
     allow_reuse_address = False
+    # listen() backlog. socketserver's default, 5, is too small: when Postfix starts a burst of
+    # smtp/smtpd processes, each connects at once, and a full backlog makes connect() fail
+    # with EAGAIN — a lookup error, so Postfix defers the message for minutes (seen in the
+    # benchmark's warm-up).
+    request_queue_size = 128
 
     def __init__(
         self,

@@ -176,3 +176,20 @@ def test_it_refuses_a_world_writable_socket_directory(socket_dir):
     socket_dir.chmod(0o777)
     with pytest.raises(PermissionError, match="writable by everyone"):
         SocketmapServer(socket_dir / "map.sock", _echo, allowed_uids={os.getuid()})
+
+
+def test_it_queues_a_burst_of_connections_while_busy(socket_dir):
+    # Postfix starts processes in bursts; each connects at once. A full listen backlog makes
+    # connect() fail with EAGAIN, which Postfix treats as a lookup error (mail deferred).
+    server = SocketmapServer(socket_dir / "map.sock", _echo, allowed_uids={os.getuid()})
+    clients = []
+    try:
+        for _ in range(40):  # not accepted yet: all wait in the backlog
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            sock.setblocking(False)
+            clients.append(sock)
+            sock.connect(str(socket_dir / "map.sock"))
+    finally:
+        for sock in clients:
+            sock.close()
+        server.server_close()

@@ -73,6 +73,7 @@ class Command(BaseCommand):
         signal.signal(signal.SIGTERM, _stop)
         signal.signal(signal.SIGINT, _stop)
         log.info("mailmap: listening on %s (uids allowed: %s)", path, sorted(server.allowed_uids))
+        log.info("mailmap: answers from %s", server.cache.watch.description)
         try:
             server.serve_forever(poll_interval=0.5)
         finally:
