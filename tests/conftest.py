@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import factory.random
 import pytest
 
 from tests import factories
+
+# Generated names are the same on every run, so a failure can be reproduced.
+factory.random.reseed_random("aamail")
 
 
 @pytest.fixture(autouse=True)
