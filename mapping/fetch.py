@@ -5,7 +5,7 @@ Exactly once (design.md, "Fetch contract"), per batch of messages:
 1. one transaction: prove we own the lease, insert a SeenUidl *intent* per message (its
    UIDL and the unique name its Maildir file will have, ``stored_at`` empty); COMMIT;
 2. RETR the batch, pipelined, each message streamed into tmp/<name>; as each one ends, a
-   few threads fsync it, rename it into new/ and fsync new/ (``Delivery.commit``): ext4
+   few threads fsync it, rename it into new/ and fsync new/ (``fetch_commit.py``): ext4
    commits concurrent fsyncs together, so this costs less than one fsync after the other;
 3. one transaction: ``stored_at`` = now for the renamed ones, counters; COMMIT;
 4. DELE, per the binding's policy, only for messages whose row says stored; QUIT at the
@@ -34,11 +34,10 @@ import contextlib
 import email.utils
 import hashlib
 import socket
-import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 from functools import lru_cache
 from pathlib import Path
@@ -48,6 +47,7 @@ from django.utils import timezone
 
 from . import fetch_state
 from .crypto import SecretKeyError
+from .fetch_commit import Committer, DeliverySink
 from .fetch_state import Lease, LeaseLostError
 from .maildir import Delivery, MaildirWriter
 from .models import Binding, FetchRun, LeavePolicy
@@ -151,57 +151,6 @@ def _uid_key(uid: str) -> str:
 
 def _content_key(uid: str | None, digest: str) -> str:
     return f"{_uid_key(uid)} sha256:{digest}" if uid else f"sha256:{digest}"
-
-
-class _Sink:
-    """Where RETR writes one message: the delivery, a hash when identity is by content."""
-
-    __slots__ = ("delivery", "hasher", "size", "tick")
-
-    def __init__(self, delivery: Delivery, hasher, tick: Callable[[], None]) -> None:
-        self.delivery, self.hasher, self.size, self.tick = delivery, hasher, 0, tick
-
-    def write(self, data: bytes) -> None:
-        self.delivery.write(data)
-        if self.hasher is not None:
-            self.hasher.update(data)
-        self.size += len(data)
-        self.tick()
-
-
-class _Committer:
-    """Runs ``Delivery.commit()`` on the pool's threads while RETR goes on; bounded."""
-
-    def __init__(self, pool: ThreadPoolExecutor, in_flight: int = 8) -> None:
-        self.pool, self.slots = pool, threading.BoundedSemaphore(in_flight)
-        self.pending: list[tuple[int, str, int, Future]] = []
-        self.submitted: set[str] = set()
-
-    def submit(self, msgno: int, key: str, sink: _Sink) -> None:
-        self.slots.acquire()  # open deliveries hold write buffers: keep memory flat
-        self.submitted.add(key)
-        self.pending.append((msgno, key, sink.size, self.pool.submit(self._commit, sink)))
-
-    def _commit(self, sink: _Sink) -> None:
-        try:
-            sink.delivery.commit()  # fsync the file, rename into new/, fsync new/
-        except BaseException:
-            sink.delivery.abort()
-            raise
-        finally:
-            self.slots.release()
-
-    def wait(self) -> tuple[list[tuple[int, str, int]], BaseException | None]:
-        """(msgno, identity, size) of the messages now in new/, and the first failure."""
-        stored, error = [], None
-        for msgno, key, size, future in self.pending:
-            try:
-                future.result()
-                stored.append((msgno, key, size))
-            except Exception as exc:
-                error = error or exc
-        self.pending = []
-        return stored, error
 
 
 class _Fetch:
@@ -318,7 +267,7 @@ class _Fetch:
                 if time.monotonic() > self.soft_deadline:
                     self.left = len(todo) - done
                     break
-                done_bytes += self._fetch_batch(batch, _Committer(pool))
+                done_bytes += self._fetch_batch(batch, Committer(pool))
                 done += len(batch)
                 self.progress(done, len(todo), done_bytes)
         if not self.left and not self.gone and not self.uids:
@@ -326,7 +275,7 @@ class _Fetch:
             stale = [k for k in self.seen if k.startswith("sha256:") and k not in self.probed]
             self._forget(stale)
 
-    def _fetch_batch(self, batch: list[int], committer: _Committer) -> int:
+    def _fetch_batch(self, batch: list[int], committer: Committer) -> int:
         """RETR one batch and store it exactly once; return the bytes stored."""
         keys, writer = self.keys, self.writer
         named = {n: writer.unique_name() for n in batch if n in keys}
@@ -334,16 +283,16 @@ class _Fetch:
             rows = [(keys[n], name, self.sizes.get(n, 0)) for n, name in named.items()]
             fetch_state.intents_add(self.lease, rows)
         trace = self._trace_header()
-        held: list[tuple[int, str, _Sink]] = []  # identified by content: no intent yet
+        held: list[tuple[int, str, DeliverySink]] = []  # identified by content: no intent yet
         held_keys: set[str] = set()
         known: list[tuple[int, str]] = []  # identified by content and stored before
 
-        def open_sink(n: int) -> _Sink:
+        def open_sink(n: int) -> DeliverySink:
             delivery = Delivery(writer, named[n]) if n in named else writer.begin()
             delivery.prepend_header(trace)
-            return _Sink(delivery, None if n in named else hashlib.sha256(), self.tick)
+            return DeliverySink(delivery, None if n in named else hashlib.sha256(), self.tick)
 
-        def on_done(n: int, sink: _Sink, octets: int) -> None:
+        def on_done(n: int, sink: DeliverySink, octets: int) -> None:
             if n in named:
                 return committer.submit(n, keys[n], sink)
             key = _content_key(self.uids.get(n), sink.hasher.hexdigest())

@@ -21,7 +21,8 @@ Contract:
   XOAUTH2 fits) is in ``pop3_auth.py``; errors live in ``pop3_errors.py``, the TLS
   handshake in ``pop3_tls.py``; all are re-exported here, so callers import everything
   from ``mapping.pop3``.
-- ``retr_to``/``retr_many`` write stored bytes to sinks (see ``ReplyReader.read_body``).
+- ``retr_to``/``retr_many`` write stored bytes to sinks (see ``ReplyReader.read_body``);
+  they and ``dele`` live in ``pop3_messages.py``.
 - Every failure is a ``Pop3Error`` with ``.message`` (a sentence for an administrator)
   and ``.transient``. After any error other than ``Pop3MessageGoneError`` the session is
   unusable: close it. Nothing here ever stores a password or puts one in a message.
@@ -35,12 +36,8 @@ import contextlib
 import re
 import socket
 import ssl
-from collections import deque
-from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from enum import StrEnum
-from itertools import islice
-from typing import Protocol
 
 from .pop3_auth import (
     Apop,
@@ -60,6 +57,7 @@ from .pop3_errors import (
     Pop3TimeoutError,
     Pop3TlsError,
 )
+from .pop3_messages import MessageCommands, Sink
 from .pop3_stream import LineTooLongError, ReplyReader, StreamClosedError
 from .pop3_tls import TlsInfo, handshake
 
@@ -94,10 +92,6 @@ class Security(StrEnum):
     NONE = "none"
 
 
-class Sink(Protocol):
-    def write(self, data: bytes, /) -> object: ...
-
-
 @dataclass(frozen=True)
 class Reply:
     """One status line: +OK (``ok``), -ERR, or a SASL ``continuation`` ("+ ...")."""
@@ -113,7 +107,7 @@ class Reply:
         return match.group(1).upper() if match else None
 
 
-class Client:
+class Client(MessageCommands):
     """One POP3 session; see the module docstring for the contract."""
 
     def __init__(
@@ -383,14 +377,6 @@ class Client:
             raise Pop3ProtocolError(f"{self._where} sent a malformed reply: {text[:80]!r}.")
         return int(words[0]), int(words[1])
 
-    def dele(self, msgno: int) -> None:
-        """Mark a message deleted; the server applies it only at QUIT (RFC 1939 §6)."""
-        reply = self.request(f"DELE {int(msgno)}")
-        if not reply.ok:
-            raise Pop3MessageGoneError(
-                f"Message {msgno} could not be deleted ({reply.text[:200]}).", msgno=msgno
-            )
-
     def noop(self) -> None:
         """NOOP: keeps the session alive."""
         self._command("NOOP")
@@ -409,78 +395,3 @@ class Client:
                 )
         finally:
             self.close()
-
-    # --- retrieval -------------------------------------------------------------------
-
-    def retr_to(self, msgno: int, sink: Sink) -> int:
-        """RETR one message into ``sink``; return its octets (CRLF size, like LIST)."""
-        done: list[int] = []
-        self.retr_many([msgno], lambda n: sink, lambda n, s, octets: done.append(octets))
-        return done[0]
-
-    def retr_many(
-        self,
-        msgnos: Iterable[int],
-        open_sink: Callable[[int], Sink],
-        on_done: Callable[[int, Sink, int], object],
-        *,
-        on_error: Callable[[int, Pop3MessageGoneError], object] | None = None,
-        on_abort: Callable[[int, Sink], object] | None = None,
-        window: int = 64,
-    ) -> None:
-        """RETR messages in order, pipelined when CAPA says PIPELINING.
-
-        ``open_sink(n)`` is called once the server answered +OK for message n;
-        ``on_done(n, sink, octets)`` after its terminating ".". A -ERR for n calls
-        ``on_error(n, Pop3MessageGoneError)`` and the stream goes on with the next
-        message; without ``on_error`` the first such error is raised once every other
-        message has been delivered. Any other exception (network, or raised by a
-        callback or sink) stops everything: ``on_abort(n, sink)`` is called for the
-        sink that got no ``on_done``, the exception propagates and the session is dead.
-        """
-        todo = iter([int(n) for n in msgnos])
-        if "PIPELINING" not in (self.capabilities or {}):
-            window = 1
-        in_flight: deque[int] = deque()
-        gone: list[Pop3MessageGoneError] = []
-        msgno, sink = 0, None
-        try:
-            while True:
-                if len(in_flight) <= window // 2:  # top up in batches: one send per batch
-                    batch = list(islice(todo, window - len(in_flight)))
-                    if batch:
-                        self._send(b"".join(b"RETR %d\r\n" % n for n in batch))
-                        in_flight.extend(batch)
-                if not in_flight:
-                    break
-                msgno = in_flight.popleft()
-                reply = self._read_reply()
-                if not reply.ok:
-                    err = Pop3MessageGoneError(
-                        f"Message {msgno} is no longer on the server ({reply.text[:200]}).",
-                        msgno=msgno,
-                    )
-                    if on_error is None:
-                        gone.append(err)
-                    else:
-                        on_error(msgno, err)
-                    continue
-                sink = open_sink(msgno)
-                octets = self._read_body(msgno, sink.write)
-                done_sink, sink = sink, None
-                on_done(msgno, done_sink, octets)
-        except BaseException:
-            self._broken = True  # replies still in flight: the stream is out of step
-            if sink is not None and on_abort is not None:
-                on_abort(msgno, sink)
-            raise
-        if gone:
-            raise gone[0]
-
-    def _read_body(self, msgno: int, write: Callable[[bytes], object]) -> int:
-        try:
-            return self._reader.read_body(write)
-        except StreamClosedError:
-            raise Pop3ProtocolError(
-                f"{self._where} closed the connection in the middle of message {msgno}."
-            ) from None
