@@ -17,6 +17,12 @@ pids=()
 stop() {
     trap - INT TERM EXIT
     kill "${pids[@]}" 2>/dev/null || true
+    # A worker still starting up can miss the first TERM: give all three 15 s, then insist.
+    for _ in $(seq 30); do
+        kill -0 "${pids[@]}" 2>/dev/null || break
+        sleep 0.5
+    done
+    kill -9 "${pids[@]}" 2>/dev/null || true
     wait 2>/dev/null || true
 }
 trap stop INT TERM EXIT
