@@ -15,7 +15,6 @@ high ports, Dovecot's auth penalty off only where asked.
 from __future__ import annotations
 
 import grp
-import pwd
 import re
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -23,6 +22,8 @@ from pathlib import Path
 from django.conf import settings
 from django.db import connections
 from django.template import Context, Engine
+
+from accounts.mailbox import MailOwnerError, mail_owner
 
 TEMPLATE_DIR = Path(__file__).resolve().parent / "templates" / "mailservice"
 SYSTEM_CA_FILE = "/etc/ssl/certs/ca-certificates.crt"
@@ -84,7 +85,10 @@ class MailConfig:
     def from_settings(cls, config_dir: str | Path = "/etc/aamail/mail", **overrides):
         """Production values from settings (names in docs/mail-service.md)."""
         run_dir = str(_setting("MAIL_RUN_DIR", "/run/aamail"))
-        uid, gid = mail_owner()
+        try:
+            uid, gid = mail_owner()
+        except MailOwnerError as exc:
+            raise ConfigError(str(exc)) from None
         values = dict(
             hostname=_setting("MAIL_HOSTNAME", "localhost"),
             listen=_setting("MAIL_LISTEN_ADDRESS", ""),
@@ -208,19 +212,6 @@ class MailConfig:
 
 def _setting(name: str, default):
     return getattr(settings, name, default)
-
-
-def mail_owner() -> tuple[int, int]:
-    """MAIL_UID/MAIL_GID, else Debian's `mail` user (8:8): Dovecot never runs mail as root."""
-    uid = getattr(settings, "MAIL_UID", None)
-    gid = getattr(settings, "MAIL_GID", None)
-    if uid is None:
-        uid = pwd.getpwnam("mail").pw_uid
-    if gid is None:
-        gid = grp.getgrnam("mail").gr_gid
-    if uid == 0 or gid == 0:
-        raise ConfigError("MAIL_UID/MAIL_GID must not be root: Dovecot refuses uid 0 for mail.")
-    return uid, gid
 
 
 def _conninfo_value(value) -> str:

@@ -40,10 +40,11 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 from functools import lru_cache
-from pathlib import Path
 
 from django.conf import settings
 from django.utils import timezone
+
+from accounts.mailbox import MailboxPathError, MailOwnerError, mail_owner, mailbox_path
 
 from . import fetch_state
 from .crypto import SecretKeyError
@@ -64,10 +65,6 @@ Progress = Callable[[int, int, int], object]  # (messages done, messages to fetc
 
 class FetchTimeLimitError(Exception):
     """The run passed FETCH_TIME_LIMIT in the middle of a message."""
-
-
-class MailboxPathError(Exception):
-    """The account's name cannot be used as a Maildir directory name."""
 
 
 def binding_fetch(
@@ -96,7 +93,7 @@ def binding_fetch(
         _fail(lease, run, exc.message, "transient" if exc.transient else "auth")
     except Pop3Error as exc:
         _fail(lease, run, exc.message, "transient" if exc.transient else "permanent")
-    except (SecretKeyError, MailboxPathError) as exc:
+    except (SecretKeyError, MailboxPathError, MailOwnerError) as exc:
         _fail(lease, run, str(exc), "permanent")
     except FetchTimeLimitError:
         text = (
@@ -130,18 +127,6 @@ def _fail(lease: Lease, run: FetchRun, message: str, kind: str) -> None:
 
 def _time_limit() -> float:
     return float(getattr(settings, "FETCH_TIME_LIMIT", 1200))
-
-
-def mailbox_path(binding: Binding) -> Path:
-    """MAIL_ROOT/<domain>/<local part>: the layout Dovecot serves (mail-service.md)."""
-    domain, local = binding.account.domain.name, binding.account.localpart
-    for part in (domain, local):
-        if not part or "/" in part or "\0" in part or part.startswith("."):
-            raise MailboxPathError(
-                f"Mail for {binding.account.address} cannot be stored: “{part}” cannot be used "
-                "as a directory name. Rename the account."
-            )
-    return Path(settings.MAIL_ROOT) / domain / local
 
 
 def _uid_key(uid: str) -> str:
@@ -182,9 +167,8 @@ class _Fetch:
         self.lease.renew_if_due()
 
     def execute(self) -> str:
-        self.writer = MaildirWriter(
-            mailbox_path(self.binding), uid=settings.MAIL_UID, gid=settings.MAIL_GID
-        )
+        uid, gid = mail_owner()
+        self.writer = MaildirWriter(mailbox_path(self.binding.account), uid=uid, gid=gid)
         self.writer.cleanup_tmp()
         fetch_state.intents_reconcile(self.lease, self.writer.root)
         self.seen = fetch_state.seen_load(self.binding.pk)

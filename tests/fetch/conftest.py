@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from accounts.mailbox import mailbox_path
 from domains.models import Security
-from mapping.fetch import mailbox_path
 from mapping.models import Binding, LeavePolicy
 from tests.factories import BindingFactory
 from tests.mapping.conftest import _dovecot_usable
@@ -73,7 +73,7 @@ def maildir_files(root: Path) -> list[Path]:
 
 def stored_messages(binding: Binding) -> list[bytes]:
     """Every message in the binding's Maildir, trace header checked and removed."""
-    root = mailbox_path(binding)
+    root = mailbox_path(binding.account)
     if not root.exists():
         return []
     messages = []

@@ -20,7 +20,8 @@ def main(argv: list[str]) -> int:
     import django
 
     django.setup()
-    from mapping.fetch import binding_fetch, mailbox_path
+    from accounts.mailbox import mailbox_path
+    from mapping.fetch import binding_fetch
     from mapping.models import Binding, LeavePolicy
 
     if argv[0] == "setup":
@@ -35,7 +36,8 @@ def main(argv: list[str]) -> int:
             raw_password=password,
             leave_policy=LeavePolicy.DELETE,
         )
-        print(json.dumps({"id": binding.pk, "root": str(mailbox_path(binding))}), flush=True)
+        root = str(mailbox_path(binding.account))
+        print(json.dumps({"id": binding.pk, "root": root}), flush=True)
         return 0
     binding_id = int(argv[1])
     if "--expire-lease" in argv:

@@ -7,8 +7,9 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
+from accounts.mailbox import mailbox_path
 from mapping import fetch_state
-from mapping.fetch import binding_fetch, mailbox_path
+from mapping.fetch import binding_fetch
 from mapping.fetch_state import LeaseLostError
 from mapping.models import Binding, BindingState, FetchOutcome, FetchRun, LeavePolicy, SeenUidl
 from tests.fetch.conftest import assert_exactly
@@ -33,7 +34,7 @@ def test_it_recognises_files_renamed_just_before_a_kill(fetched):
     # whose files exist; a reader may already have moved one to cur/ with flags.
     rows = list(SeenUidl.objects.filter(binding=fetched).order_by("pk")[:3])
     SeenUidl.objects.filter(pk__in=[r.pk for r in rows]).update(stored_at=None)
-    root = mailbox_path(fetched)
+    root = mailbox_path(fetched.account)
     (root / "new" / rows[0].maildir_name).rename(root / "cur" / f"{rows[0].maildir_name}:2,S")
 
     run = binding_fetch(binding=fetched)
@@ -46,7 +47,7 @@ def test_it_recognises_files_renamed_just_before_a_kill(fetched):
 def test_it_fetches_again_what_never_reached_new(fetched):
     # A kill after the intent committed but before the rename: the file is still in tmp/.
     row = SeenUidl.objects.filter(binding=fetched).order_by("pk").first()
-    root = mailbox_path(fetched)
+    root = mailbox_path(fetched.account)
     (root / "new" / row.maildir_name).rename(root / "tmp" / row.maildir_name)
     SeenUidl.objects.filter(pk=row.pk).update(stored_at=None)
 

@@ -10,8 +10,9 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
+from accounts.mailbox import mailbox_path
 from domains.models import Security
-from mapping.fetch import binding_fetch, mailbox_path
+from mapping.fetch import binding_fetch
 from mapping.models import BindingState, FetchOutcome, LeavePolicy, SeenUidl
 from tests.fetch.conftest import (
     TRACE_PREFIX,
@@ -80,7 +81,7 @@ def test_it_stores_a_message_over_20_mb_byte_exact(isp, make_binding):
     run = binding_fetch(binding=binding)
 
     assert run.outcome == FetchOutcome.OK, run.error
-    (path,) = maildir_files(mailbox_path(binding))
+    (path,) = maildir_files(mailbox_path(binding.account))
     digest, size = hashlib.sha256(), 0
     with path.open("rb") as f:
         assert f.readline().startswith(TRACE_PREFIX)
@@ -187,7 +188,7 @@ def test_it_writes_files_as_the_mail_user(isp, make_binding, settings):
     binding = make_binding()
     isp.deliver(binding.username, b"Subject: owner\n\nx\n")
     binding_fetch(binding=binding)
-    root = mailbox_path(binding)
+    root = mailbox_path(binding.account)
     for path in [root, root / "new", root / "cur", root / "tmp", *maildir_files(root)]:
         assert (path.stat().st_uid, path.stat().st_gid) == (8, 8), path
 

@@ -8,9 +8,10 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
+from accounts.mailbox import mailbox_path
 from domains.models import Security
 from mapping import fetch_state, scheduler
-from mapping.fetch import binding_fetch, mailbox_path
+from mapping.fetch import binding_fetch
 from mapping.models import Binding, BindingState, FetchOutcome, LeavePolicy, SeenUidl
 from tests.factories import BindingFactory
 from tests.fetch.conftest import assert_exactly, stored_messages
@@ -51,7 +52,7 @@ def move_to(binding: Binding, pop: FaultPop) -> None:
 
 
 def tmp_is_clean(binding: Binding) -> bool:
-    return not any((mailbox_path(binding) / "tmp").iterdir())
+    return not any((mailbox_path(binding.account) / "tmp").iterdir())
 
 
 @pytest.mark.parametrize(
