@@ -211,15 +211,27 @@ CELERY_BEAT_SCHEDULE = {
 
 # --- POP3 / Detect ----------------------------------------------------------------------
 POP3_TIMEOUT = env.float("POP3_TIMEOUT", default=30.0)
-# A fetch's lease; renewed while it runs, so a dead worker's binding is free after this.
-FETCH_LEASE_SECONDS = env.int("FETCH_LEASE_SECONDS", default=max(300, int(6 * POP3_TIMEOUT)))
+# A fetch's lease, renewed at every sign of progress: a dead worker's binding is free after
+# this long (at once for a fetch on the same host, mapping.lease).
+FETCH_LEASE_SECONDS = env.int("FETCH_LEASE_SECONDS", default=max(60, int(3 * POP3_TIMEOUT)))
+# The minimum progress rule: a server that sends less than this many bytes per that many
+# seconds of waiting is a trickle, and the session ends (mapping.pop3.client).
+POP3_MIN_PROGRESS_BYTES = env.int("POP3_MIN_PROGRESS_BYTES", default=1024)
+POP3_MIN_PROGRESS_SECONDS = env.float("POP3_MIN_PROGRESS_SECONDS", default=30.0)
 # Extra CA bundle trusted for ISP servers (on top of the system store).
 ISP_CA_FILE = env.str("ISP_CA_FILE", default="") or None
-# Detect may reach loopback/private addresses only when this is on (an office box usually
+# Every connection to an ISP (fetch, Detect, the relay route, OAuth endpoints) goes through
+# mapping.outbound. Loopback and private addresses only when this is on (an office box
 # talks to a public ISP); link-local and cloud-metadata addresses are always refused.
-DETECT_ALLOW_PRIVATE = env.bool("DETECT_ALLOW_PRIVATE", default=DEBUG)
-# Optional allow-list for Detect targets: "host:port" or "host:*" entries; empty = any.
-DETECT_ALLOWED_TARGETS = env.list("DETECT_ALLOWED_TARGETS", default=[])
+# DETECT_ALLOW_PRIVATE / DETECT_ALLOWED_TARGETS are the old names, read for one release.
+ISP_ALLOW_PRIVATE_ADDRESSES = env.bool(
+    "ISP_ALLOW_PRIVATE_ADDRESSES", default=env.bool("DETECT_ALLOW_PRIVATE", default=False)
+)
+# Optional allow-list: "host:port" or "host:*" entries (names or addresses); empty = any
+# public server. A listed server may be on a private address.
+ISP_ALLOWED_TARGETS = env.list(
+    "ISP_ALLOWED_TARGETS", default=env.list("DETECT_ALLOWED_TARGETS", default=[])
+)
 DETECT_DEADLINE_SECONDS = env.float("DETECT_DEADLINE_SECONDS", default=20.0)
 DETECT_RATE_LIMIT = env.str("DETECT_RATE_LIMIT", default="10/60")  # runs per seconds, per user
 

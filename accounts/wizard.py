@@ -15,15 +15,16 @@ from django.shortcuts import redirect
 from django.urls import reverse
 from django.utils.decorators import method_decorator
 from django.views.decorators.debug import sensitive_post_parameters, sensitive_variables
+from formtools.wizard.storage import get_storage
 from formtools.wizard.views import NamedUrlSessionWizardView
 
 from domains.models import Security
-from mapping import crypto
+from mapping import crypto, services
+from mapping.forms import POLICY_FIELDS, POP3_ENDPOINT, SMTP_ENDPOINT, MapSettingsForm
 
-from . import services
 from .access import ConsoleMixin, get_domain_for, may_use_console
+from .forms import BasicInformationForm, RemainingSettingsForm
 from .models import AccountKind
-from .wizard_forms import BasicInformationForm, MapSettingsForm, RemainingSettingsForm
 
 BASIC, MAP, FINISH = "basic", "map", "finish"
 SECRET_FIELDS = {BASIC: ("password1", "password2"), MAP: ("isp_password", "smtp_password")}
@@ -36,12 +37,41 @@ def storage_prefix(domain_id: int) -> str:
     return f"account_creation_{domain_id}"
 
 
-def sealed_secret(request: HttpRequest, domain_id: int, step: str, name: str) -> str:
-    """A password the wizard already holds for `step` (decrypted), or ""."""
-    data = request.session.get(f"wizard_{storage_prefix(domain_id)}") or {}
-    values = (data.get("step_data") or {}).get(step) or {}
-    token = (values.get(f"{step}-{name}{SEALED}") or [""])[0]
-    return crypto.decrypt(token) if token else ""
+# Which settings a sealed password was typed for: it is only ever sent there (issue 11).
+ENDPOINTS = {"isp_password": POP3_ENDPOINT, "smtp_password": SMTP_ENDPOINT}
+
+
+def _storage(request: HttpRequest, domain_id: int):
+    return get_storage(
+        "formtools.wizard.storage.session.SessionStorage", storage_prefix(domain_id), request
+    )
+
+
+def _value(step_data, key: str) -> str:
+    # formtools hands step data out as a MultiValueDict: .get() is the last value.
+    value = step_data.get(key) or ""
+    return value[-1] if isinstance(value, list) else value
+
+
+def _same_endpoint(step_data, step: str, name: str, endpoint: dict) -> bool:
+    for field in ENDPOINTS.get(name, ()):
+        stored = _value(step_data, f"{step}-{field}")
+        if field in endpoint and str(stored).strip().lower() != str(endpoint[field]).lower():
+            return False
+    return True
+
+
+@sensitive_variables()
+def sealed_secret(
+    request: HttpRequest, domain_id: int, step: str, name: str, *, endpoint: dict
+) -> str:
+    """A password the wizard already holds for `step` (decrypted), or "" when there is none
+    or `endpoint` names another server, port, security or account than it was typed for."""
+    values = _storage(request, domain_id).get_step_data(step) or {}
+    token = _value(values, f"{step}-{name}{SEALED}")
+    if not token or not _same_endpoint(values, step, name, endpoint):
+        return ""
+    return crypto.decrypt(token)
 
 
 def _without_secrets(cleaned: dict | None, step: str) -> dict:
@@ -127,7 +157,10 @@ class AccountCreationWizard(ConsoleMixin, NamedUrlSessionWizardView):
                 key = f"{step}-{name}"
                 data.pop(key + SEALED, None)  # only ever taken from storage, never from a POST
                 token = stored.get(key + SEALED)
-                if not data.get(key) and token:
+                endpoint = {
+                    field: data.get(f"{step}-{field}", "") for field in ENDPOINTS.get(name, ())
+                }
+                if not data.get(key) and token and _same_endpoint(stored, step, name, endpoint):
                     data[key] = crypto.decrypt(token)
         return super().get_form(step, data, files)
 
@@ -173,26 +206,13 @@ class AccountCreationWizard(ConsoleMixin, NamedUrlSessionWizardView):
     def done(self, form_list, form_dict, **kwargs):
         basic = form_dict[BASIC].cleaned_data
         finish = form_dict[FINISH].cleaned_data
-        binding = None
+        binding, secrets = None, {}
         if MAP in form_dict:
             m = form_dict[MAP].cleaned_data
-            binding = services.BindingSpec(
-                host=m["host"],
-                port=m["port"],
-                security=m["security"],
-                username=m["username"],
-                isp_password=m["isp_password"],
-                smtp_host=m["smtp_host"],
-                smtp_port=m["smtp_port"],
-                smtp_security=m["smtp_security"],
-                smtp_username=m["smtp_username"],
-                smtp_password=m["smtp_password"],
-                is_outgoing_relay=m["is_outgoing_relay"],
-                leave_policy=m["leave_policy"],
-                delete_after_days=m["delete_after_days"],
-                fetch_interval_minutes=m["fetch_interval_minutes"],
-                enabled=finish["fetch_enabled"],
-            )
+            fields = [*POP3_ENDPOINT, *SMTP_ENDPOINT, *POLICY_FIELDS]
+            binding = {name: m[name] for name in fields}
+            binding["enabled"] = finish["fetch_enabled"]
+            secrets = {"isp_password": m["isp_password"], "smtp_password": m["smtp_password"]}
         account, row = services.account_create_with_binding(
             domain=self.domain,
             localpart=basic["localpart"],
@@ -202,6 +222,7 @@ class AccountCreationWizard(ConsoleMixin, NamedUrlSessionWizardView):
             quota_mb=basic["quota_mb"],
             is_active=finish["is_active"],
             binding=binding,
+            **secrets,
         )
         bound = f" with its remote POP3 account {row.username}@{row.host}" if row else ""
         messages.success(self.request, f"Account {account.address} created{bound}.")

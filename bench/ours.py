@@ -40,6 +40,7 @@ def django_env(work: Path, *, ca_file: Path, fernet_key: str) -> dict[str, str]:
         SECRET_KEY="aamail-bench-not-secret-" + "x" * 40,
         ISP_SECRET_KEYS=fernet_key,
         ISP_CA_FILE=str(ca_file),
+        ISP_ALLOW_PRIVATE_ADDRESSES="true",  # the benchmark's Dovecot is on loopback
         CELERY_BROKER_URL="memory://",
         DEBUG="false",
         PYTHONPATH=str(REPO),

@@ -89,7 +89,7 @@ class RelayRow:
 
     @property
     def host(self) -> str:
-        # Same rule as Binding.effective_smtp_host (a test keeps them equal).
+        # Binding.clean stores the SMTP host; rows saved before it did fall back like this.
         return self.smtp_host or self.domain_smtp_host or self.pop3_host
 
     def credentials(self) -> tuple[str, str]:

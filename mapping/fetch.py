@@ -1,19 +1,25 @@
 """binding_fetch(): the one place the POP3 client, the Maildir writer and the database meet.
 
+The line a message travels, each step calling only the next (docs/architecture.md):
+task -> ``binding_fetch`` -> ``pop3.Client.retrieve`` (an iterator of messages) ->
+``maildir`` (tmp/, fsync, new/) -> ``seen`` (the UIDL record) -> DELE -> QUIT.
+
 Exactly once (design.md, "Fetch contract"), per batch of messages:
 
 1. one transaction: prove we own the lease, insert a SeenUidl *intent* per message (its
    UIDL and the unique name its Maildir file will have, ``stored_at`` empty); COMMIT;
-2. RETR the batch, pipelined, each message streamed into tmp/<name>; as each one ends, a
-   few threads fsync it, rename it into new/ and fsync new/ (``fetch_commit.py``): ext4
-   commits concurrent fsyncs together, so this costs less than one fsync after the other;
-3. one transaction: ``stored_at`` = now for the renamed ones, counters; COMMIT;
-4. DELE, per the binding's policy, only for messages whose row says stored; QUIT at the
+2. RETR the batch (pipelined unless this server's replies could not be trusted, then one
+   at a time), each body streamed into tmp/<name> and fsync'd on a thread as it ends;
+3. keep only the replies whose framing is proven (``pop3.BatchProof``): the rest are
+   unlinked and read again one at a time while the session is in step, or left for the
+   next run; rename the proven files into new/ and fsync new/ once;
+4. one transaction: ``stored_at`` = now for the renamed ones, counters; COMMIT;
+5. DELE, per the binding's policy, only for messages whose row says stored; QUIT at the
    end applies them (RFC 1939 §6: a session that drops before QUIT deletes nothing).
 
-A kill between 1 and 3 leaves intents behind: at the next start ``intents_reconcile``
-marks those whose file reached new/ or cur/ as stored and drops the others, whose
-messages are then fetched again. No transaction is ever open during POP3 I/O.
+A kill between 1 and 4 leaves intents behind: at the next start ``seen.intents_reconcile``
+marks those whose file reached new/ or cur/ as stored and drops the others, whose messages
+are then fetched again. No transaction is ever open during POP3 I/O.
 
 Identity of a message is its UIDL. When the server has no UIDL, or lists one UIDL for
 several messages (a server bug), identity falls back to the content: ``sha256:<hex>`` of
@@ -37,7 +43,6 @@ import socket
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 from functools import lru_cache
 
@@ -46,17 +51,16 @@ from django.utils import timezone
 
 from accounts.mailbox import MailboxPathError, MailOwnerError, mail_owner, mailbox_path
 
-from . import fetch_state
+from . import outbound, seen, status
 from .crypto import SecretKeyError
-from .fetch_commit import Committer, DeliverySink
-from .fetch_state import Lease, LeaseLostError
-from .maildir import Delivery, MaildirWriter
+from .lease import Holder, Lease, LeaseLostError, lease_acquire
+from .maildir import Delivery, MaildirWriter, Syncer
 from .models import Binding, FetchRun, LeavePolicy
-from .pop3 import Client, Pop3AuthError, Pop3Error, Pop3MessageGoneError, Security
+from .pop3 import Batch, Client, Pop3AuthError, Pop3Error, Security, protocol
 from .tls import isp_ssl_context
 
 # A batch ends at this many messages or bytes (LIST sizes): each costs two commits, and
-# messages identified by content wait for the end of their batch with files open.
+# the files of a batch wait in tmp/ until its framing is proven.
 BATCH_MESSAGES = 256
 BATCH_BYTES = 4 << 20
 
@@ -73,60 +77,66 @@ def binding_fetch(
     """Fetch one ISP mailbox into its account's Maildir; return the run's history row.
 
     The returned FetchRun tells the outcome (ok, error, auth_failed, skipped when another
-    fetch holds the binding), ``messages``/``bytes`` stored (bytes without the trace
-    header), ``deleted`` on the server and ``error`` in words. POP3, TLS, storage and
-    lease trouble is recorded on the binding, not raised; anything else (a bug, Celery's
-    soft time limit, Ctrl-C) is recorded and then re-raised.
+    fetch holds the binding, its ``error`` then naming the holder), ``messages``/``bytes``
+    stored (bytes without the trace header), ``deleted`` on the server and ``error`` in
+    words. POP3, TLS, outbound-guard, storage and lease trouble is recorded on the binding,
+    not raised; anything else (a bug, Celery's soft time limit, Ctrl-C) is recorded and
+    then re-raised.
     """
-    lease = fetch_state.lease_acquire(binding.pk)
-    if lease is None:
-        return fetch_state.record_skipped(binding, trigger)
-    run = FetchRun.objects.create(binding=binding, started_at=timezone.now(), trigger=trigger)
+    lease = lease_acquire(binding.pk)
+    if isinstance(lease, Holder):
+        return status.record_skipped(binding, trigger, lease)
+    run = status.run_start(binding, lease, trigger)
+    job = None
     try:
-        fetch_state.close_interrupted_runs(lease, run)
         binding = Binding.objects.select_related("account__domain").get(pk=binding.pk)
         job = _Fetch(binding, lease, run, progress)
         note = job.execute()
     except LeaseLostError:
-        fetch_state.record_lost(run)
+        status.record_lost(run)
     except Pop3AuthError as exc:
-        _fail(lease, run, exc.message, "transient" if exc.transient else "auth")
+        _fail(lease, run, job, exc.message, "transient" if exc.transient else "auth")
     except Pop3Error as exc:
-        _fail(lease, run, exc.message, "transient" if exc.transient else "permanent")
+        _fail(lease, run, job, exc.message, "transient" if exc.transient else "permanent")
+    except outbound.TargetRefusedError as exc:
+        _fail(lease, run, job, exc.message, "permanent")
+    except outbound.OutboundError as exc:  # no such name, nothing answering
+        _fail(lease, run, job, exc.message, "transient")
     except (SecretKeyError, MailboxPathError, MailOwnerError) as exc:
-        _fail(lease, run, str(exc), "permanent")
+        _fail(lease, run, job, str(exc), "permanent")
     except FetchTimeLimitError:
         text = (
-            f"The fetch took longer than FETCH_TIME_LIMIT ({_time_limit():g} s) and was "
-            "stopped; what was stored is kept and the rest follows at the next run."
+            f"The fetch took longer than FETCH_TIME_LIMIT ({settings.FETCH_TIME_LIMIT:g} s) "
+            "and was stopped; what was stored is kept and the rest follows at the next run."
         )
-        _fail(lease, run, text, "transient")
+        _fail(lease, run, job, text, "transient")
     except OSError as exc:  # the local disk: full, read-only, permissions
         text = f"Could not store mail locally ({exc.strerror or exc}: {exc.filename or ''})."
-        _fail(lease, run, text, "transient")
+        _fail(lease, run, job, text, "transient")
     except BaseException as exc:  # a bug, Celery's soft time limit, Ctrl-C: noted, re-raised
         with contextlib.suppress(Exception):
             text = f"The fetch stopped unexpectedly ({type(exc).__name__})."
-            _fail(lease, run, text, "transient")
+            _fail(lease, run, job, text, "transient")
         raise
     else:
         next_in = timedelta(minutes=binding.fetch_interval_minutes) if not job.left else timedelta()
         try:
-            fetch_state.record_success(lease, run, next_in=next_in, note=note)
+            status.record_success(
+                lease, run, next_in=next_in, note=note, one_at_a_time=job.one_at_a_time_next
+            )
         except LeaseLostError:
-            fetch_state.record_lost(run)
+            status.record_lost(run)
     return run
 
 
-def _fail(lease: Lease, run: FetchRun, message: str, kind: str) -> None:
+def _fail(lease: Lease, run: FetchRun, job: _Fetch | None, message: str, kind: str) -> None:
+    if job is not None and job.notes:
+        message = f"{message} {' '.join(job.notes)}"
+    one_at_a_time = job.one_at_a_time_next if job is not None else None
     try:
-        fetch_state.record_failure(lease, run, message=message, kind=kind)
+        status.record_failure(lease, run, message=message, kind=kind, one_at_a_time=one_at_a_time)
     except (LeaseLostError, Binding.DoesNotExist):  # taken over, or deleted meanwhile
-        fetch_state.record_lost(run)
-
-
-def _time_limit() -> float:
-    return float(getattr(settings, "FETCH_TIME_LIMIT", 1200))
+        status.record_lost(run)
 
 
 def _uid_key(uid: str) -> str:
@@ -147,8 +157,8 @@ class _Fetch:
         started = time.monotonic()
         # Stop starting batches at 80 % of the limit; abort mid-message at 95 %, before
         # Celery's soft limit (FETCH_TIME_LIMIT) would interrupt us at a random point.
-        self.soft_deadline = started + 0.80 * _time_limit()
-        self.hard_deadline = started + 0.95 * _time_limit()
+        self.soft_deadline = started + 0.80 * settings.FETCH_TIME_LIMIT
+        self.hard_deadline = started + 0.95 * settings.FETCH_TIME_LIMIT
         self.seen: dict[str, datetime] = {}  # identity -> first_seen_at of stored messages
         self.writer: MaildirWriter | None = None
         self.client: Client | None = None
@@ -157,9 +167,18 @@ class _Fetch:
         self.todo: list[int] = []  # message numbers to RETR, in order
         self.keys: dict[int, str] = {}  # identities known before RETR (from UIDL)
         self.probed: set[str] = set()  # identities learnt from content in this run
-        self.deleted: list[str] = []
+        self.marked: list[tuple[int, str]] = []  # (number, identity) marked for deletion
+        self.refused: dict[int, str] = {}  # number -> the server's -ERR to its RETR
+        self.notes: list[str] = []  # what a person should know about this run
         self.left = 0  # messages left for the next run at the time limit
-        self.gone = 0
+        self.one_at_a_time = binding.retr_one_at_a_time
+        self.clean = True  # every reply in step and of the announced size
+
+    @property
+    def one_at_a_time_next(self) -> bool:
+        """One RETR at a time next session: yes after a pipeline fell out of step, and
+        until a session went clean."""
+        return not self.clean
 
     def tick(self) -> None:
         if time.monotonic() > self.hard_deadline:
@@ -170,9 +189,10 @@ class _Fetch:
         uid, gid = mail_owner()
         self.writer = MaildirWriter(mailbox_path(self.binding.account), uid=uid, gid=gid)
         self.writer.cleanup_tmp()
-        fetch_state.intents_reconcile(self.lease, self.writer.root)
-        self.seen = fetch_state.seen_load(self.binding.pk)
+        seen.intents_reconcile(self.lease, self.writer)
+        self.seen = seen.seen_load(self.binding.pk)
         b = self.binding
+        sock, _ = outbound.open_connection(b.host, b.port, timeout=settings.POP3_TIMEOUT)
         with Client(
             b.host,
             b.port,
@@ -180,8 +200,11 @@ class _Fetch:
             timeout=settings.POP3_TIMEOUT,
             # Plain POP3 needs no context; the client would only build one for TLS.
             ssl_context=isp_ssl_context() if b.security != Security.NONE else None,
+            min_progress=settings.POP3_MIN_PROGRESS_BYTES,
+            progress_window=settings.POP3_MIN_PROGRESS_SECONDS,
         ) as self.client:
-            self.client.connect()
+            self.client.connect(sock=sock)
+            self.lease.renew_if_due()
             try:
                 self.client.login(b.username, b.get_isp_password())  # decrypted just now
             except ValueError as exc:  # a CR, LF or NUL in the credentials: never sent
@@ -189,13 +212,16 @@ class _Fetch:
             self.lease.renew_if_due()
             self._plan()
             self._fetch_all()
-            self.client.quit()  # UPDATE state: the DELEs take effect now
-        self.run.deleted = len(self.deleted)
-        if self.deleted:
-            fetch_state.seen_deleted(self.lease, self.deleted)
+            self.client.quit(deletions=bool(self.marked))  # UPDATE state: DELEs apply now
+        self.run.deleted = len(self.marked)
+        seen.seen_deleted(self.lease, [key for _, key in self.marked])
         if self.left:
-            return f"Stopped at the time limit; {self.left} messages follow at the next run."
-        return f"{self.gone} listed messages vanished before RETR." if self.gone else ""
+            self.notes.append(
+                f"Stopped at the time limit; {self.left} messages follow at the next run."
+            )
+        if self.refused:
+            self.notes.append(_refused_words(self.refused))
+        return " ".join(self.notes)
 
     # --- listing --------------------------------------------------------------------
 
@@ -206,37 +232,37 @@ class _Fetch:
         self.uids = {n: u for n, u in (listing or {}).items() if n in self.sizes}
         counts = Counter(self.uids.values())
         ambiguous = {key.partition(" ")[0] for key in self.seen if " sha256:" in key}
+        due = []
         for n in sorted(self.sizes):
             uid = self.uids.get(n)
             if uid is None or counts[uid] > 1 or _uid_key(uid) in ambiguous:
                 self.todo.append(n)  # identity by content, known after RETR
             elif (key := _uid_key(uid)) in self.seen:
-                self._dele_if_due(n, key)
+                due.append((n, key))
             else:
                 self.keys[n] = key
                 self.todo.append(n)
+        self._dele(due)
         if listing is not None:
             # A row lives while its UIDL is listed; DELE'd messages leave the listing.
             live = {_uid_key(u) for u in self.uids.values()}
             self._forget([k for k in self.seen if k.partition(" ")[0] not in live])
 
-    def _dele_if_due(self, msgno: int, key: str) -> None:
+    def _dele(self, stored: list[tuple[int, str]]) -> None:
+        """Mark stored messages deleted where the binding's policy says so (pipelined)."""
         policy = self.binding.leave_policy
-        if policy == LeavePolicy.KEEP:
+        if policy == LeavePolicy.KEEP or not stored:
             return
         if policy == LeavePolicy.DELETE_AFTER:
             limit = timezone.now() - timedelta(days=self.binding.delete_after_days or 0)
-            if self.seen[key] > limit:
-                return
-        try:
-            self.client.dele(msgno)
-        except Pop3MessageGoneError:
-            return  # someone else deleted it meanwhile: the goal is reached
-        self.deleted.append(key)
+            stored = [(n, key) for n, key in stored if self.seen.get(key, limit) <= limit]
+        keys = dict(stored)
+        marked, _refused = self.client.dele_many(keys)
+        # A refused DELE (deleted meanwhile by another client) leaves the row as it is.
+        self.marked += [(n, keys[n]) for n in marked]
 
     def _forget(self, keys: list[str]) -> None:
-        if keys:
-            fetch_state.seen_forget(self.lease, keys)
+        seen.seen_forget(self.lease, keys)
         for key in keys:
             self.seen.pop(key, None)
 
@@ -245,76 +271,148 @@ class _Fetch:
     def _fetch_all(self) -> None:
         todo, done, done_bytes = self.todo, 0, 0
         self.progress(0, len(todo), 0)
-        threads = max(1, int(getattr(settings, "FETCH_COMMIT_THREADS", 8)))
-        with ThreadPoolExecutor(threads, thread_name_prefix="maildir-commit") as pool:
-            for batch in _batches(todo, self.sizes):
+        with Syncer(settings.FETCH_COMMIT_THREADS) as syncer:
+            for numbers in _batches(todo, self.sizes):
                 if time.monotonic() > self.soft_deadline:
                     self.left = len(todo) - done
                     break
-                done_bytes += self._fetch_batch(batch, Committer(pool))
-                done += len(batch)
+                done_bytes += self._fetch_batch(numbers, syncer)
+                done += len(numbers)
                 self.progress(done, len(todo), done_bytes)
-        if not self.left and not self.gone and not self.uids:
+        if not self.left and not self.refused and not self.uids:
             # No UIDL at all: content rows of messages no longer on the server go.
             stale = [k for k in self.seen if k.startswith("sha256:") and k not in self.probed]
             self._forget(stale)
 
-    def _fetch_batch(self, batch: list[int], committer: Committer) -> int:
-        """RETR one batch and store it exactly once; return the bytes stored."""
-        keys, writer = self.keys, self.writer
-        named = {n: writer.unique_name() for n in batch if n in keys}
-        if named:  # intents first: each names the file before it can appear in new/
-            rows = [(keys[n], name, self.sizes.get(n, 0)) for n, name in named.items()]
-            fetch_state.intents_add(self.lease, rows)
-        trace = self._trace_header()
-        held: list[tuple[int, str, DeliverySink]] = []  # identified by content: no intent yet
-        held_keys: set[str] = set()
-        known: list[tuple[int, str]] = []  # identified by content and stored before
-
-        def open_sink(n: int) -> DeliverySink:
-            delivery = Delivery(writer, named[n]) if n in named else writer.begin()
-            delivery.prepend_header(trace)
-            return DeliverySink(delivery, None if n in named else hashlib.sha256(), self.tick)
-
-        def on_done(n: int, sink: DeliverySink, octets: int) -> None:
-            if n in named:
-                return committer.submit(n, keys[n], sink)
-            key = _content_key(self.uids.get(n), sink.hasher.hexdigest())
-            self.probed.add(key)
-            if key in self.seen or key in held_keys:  # stored before, or a byte-equal copy
-                sink.delivery.abort()
-                known.append((n, key))
-            else:
-                held.append((n, key, sink))
-                held_keys.add(key)
-
-        def on_error(n: int, exc: Pop3Error) -> None:
-            self.gone += 1  # deleted by another client between UIDL and RETR
-
+    def _fetch_batch(self, numbers: list[int], syncer: Syncer) -> int:
+        """RETR one batch, store what is proven exactly once; return the bytes stored."""
+        named = {n: self.writer.unique_name() for n in numbers if n in self.keys}
+        # Intents first: each names the file before it can appear in new/.
+        seen.intents_add(
+            self.lease, [(self.keys[n], name, self.sizes[n]) for n, name in named.items()]
+        )
+        got = _Got(named)
+        failure: Exception | None = None
         try:
-            abort = lambda n, sink: sink.delivery.abort()  # noqa: E731
-            self.client.retr_many(batch, open_sink, on_done, on_error=on_error, on_abort=abort)
-            if held:
-                rows = [(key, sink.delivery.name, self.sizes.get(n, 0)) for n, key, sink in held]
-                fetch_state.intents_add(self.lease, rows)
-                for n, key, sink in held:
-                    committer.submit(n, key, sink)
-                held = []
-        finally:
-            for _, _, sink in held:
-                sink.delivery.abort()
-            stored, error = committer.wait()  # every rename done (or failed) before we go on
-            # Intents of messages never downloaded go now; one whose rename failed stays
-            # for intents_reconcile, which looks for its file.
-            unused = [keys[n] for n in named if keys[n] not in committer.submitted]
-            if stored or unused:
-                now = fetch_state.intents_stored(self.lease, self.run, stored, dropped=unused)
-                self.seen.update(dict.fromkeys((key for _, key, _ in stored), now))
-        if error is not None:
-            raise error
-        for n, key in [(n, key) for n, key, _ in stored] + known:
-            self._dele_if_due(n, key)
-        return sum(size for _, _, size in stored)
+            batch = self.client.retrieve(numbers, self.sizes, pipeline=not self.one_at_a_time)
+            self._read(batch, got, syncer)
+            if batch.leftover:
+                # In step but not proven (a size the server did not announce): read those
+                # again one at a time, now, and so for the rest of this session.
+                self._discard(batch.leftover, got, syncer)
+                self.one_at_a_time = True
+                self._read(
+                    self.client.retrieve(batch.leftover, self.sizes, pipeline=False), got, syncer
+                )
+        except LeaseLostError:
+            self._discard(list(got.deliveries), got, syncer)
+            raise
+        except Exception as exc:  # the session is over; what was proven is still stored
+            failure = exc
+        self._judge(got.proofs)
+        stored_bytes = self._store(numbers, got, syncer)
+        if failure is not None:
+            raise failure
+        return stored_bytes
+
+    def _read(self, batch: Batch, got: _Got, syncer: Syncer) -> None:
+        """Stream a batch's bodies into tmp/ (fsync on the syncer's threads)."""
+        got.proofs.append(batch.proof)
+        trace = self._trace_header()
+        for message in batch:
+            n = message.number
+            if message.refused is not None:
+                self.refused[n] = message.refused
+                continue
+            delivery = self.writer.begin(got.named.get(n))
+            got.deliveries[n] = delivery
+            delivery.prepend_header(trace)
+            hasher = None if n in got.named else hashlib.sha256()
+            size = 0
+            for piece in message:
+                delivery.write(piece)
+                size += len(piece)
+                if hasher is not None:
+                    hasher.update(piece)
+                self.tick()
+            got.sizes[n] = size
+            if hasher is not None:
+                got.hashes[n] = hasher.hexdigest()
+            syncer.submit(delivery)
+
+    def _discard(self, numbers: list[int], got: _Got, syncer: Syncer) -> None:
+        syncer.wait()  # no fsync may still run on a file we unlink
+        for n in numbers:
+            if n in got.deliveries:
+                got.deliveries.pop(n).abort()
+
+    def _judge(self, proofs: list[protocol.BatchProof]) -> None:
+        """Whether this session stayed clean, and what a person should know, in words."""
+        for proof in proofs:
+            inexact = proof.first_inexact()
+            if proof.in_step and inexact is None:
+                continue
+            self.clean = False
+            if not proof.pipelined:
+                continue  # one at a time, a reply is proven by the status line after it
+            if not proof.in_step:
+                unproven = len(proof.unproven)
+                words = (
+                    f"The pipelined replies fell out of step ({proof.problem}); "
+                    f"{unproven} downloaded message(s) could not be proven and were not stored."
+                )
+            else:
+                words = (
+                    f"Message {inexact.number} did not arrive with the size announced for it "
+                    f"({protocol.size_words(inexact.octets, inexact.listed or 0)}), so the "
+                    "pipelined replies after it could not be trusted and were read again one "
+                    "at a time."
+                )
+            self._note(
+                f"{words} AAMail fetches one message at a time from this server until a "
+                "session goes clean."
+            )
+
+    def _note(self, words: str) -> None:
+        if words not in self.notes:
+            self.notes.append(words)
+
+    def _store(self, numbers: list[int], got: _Got, syncer: Syncer) -> int:
+        """Publish the proven deliveries into new/ and record them; unlink the rest."""
+        failed = {delivery.name for delivery, _ in syncer.wait()}
+        proven = {r.number for proof in got.proofs for r in proof.proven}
+        keep: list[tuple[int, str]] = []  # (number, identity) to publish
+        content_rows, batch_keys = [], set()
+        known: list[tuple[int, str]] = []  # identified by content and stored before
+        for n in numbers:
+            delivery = got.deliveries.get(n)
+            if delivery is None or n not in proven or delivery.name in failed:
+                continue
+            if n in got.named:
+                keep.append((n, self.keys[n]))
+                continue
+            key = _content_key(self.uids.get(n), got.hashes[n])
+            self.probed.add(key)
+            if key in self.seen or key in batch_keys:  # stored before, or a byte-equal copy
+                known.append((n, key))
+                continue
+            batch_keys.add(key)
+            keep.append((n, key))
+            content_rows.append((key, delivery.name, self.sizes[n]))
+        seen.intents_add(self.lease, content_rows)  # before their rename, like the others
+        published = {n for n, _ in keep}
+        for n, delivery in got.deliveries.items():
+            if n not in published:
+                delivery.abort()
+        self.writer.publish(got.deliveries[n] for n, _ in keep)
+        stored = [(key, got.sizes[n]) for n, key in keep]
+        # Intents of messages not stored go; they are fetched again at the next run.
+        dropped = [self.keys[n] for n in got.named if n not in published]
+        now = seen.intents_stored(self.lease, self.run, stored, dropped=dropped)
+        self.seen.update(dict.fromkeys((key for key, _ in stored), now))
+        if not self.client.broken:
+            self._dele(keep + known)
+        return sum(size for _, size in stored)
 
     def _trace_header(self) -> bytes:
         b = self.binding
@@ -323,6 +421,27 @@ class _Fetch:
             f"Received: from {b.host} by {_hostname()} with POP3 (AAMail) "
             f"for <{b.account.address}>; {date}\n"
         ).encode("ascii", "replace")
+
+
+class _Got:
+    """What one batch brought: its proofs, the deliveries in tmp/, sizes and content hashes."""
+
+    def __init__(self, named: dict[int, str]) -> None:
+        self.named = named  # number -> Maildir name, for UIDL-identified messages
+        self.proofs: list[protocol.BatchProof] = []
+        self.deliveries: dict[int, Delivery] = {}
+        self.sizes: dict[int, int] = {}  # body bytes, without the trace header
+        self.hashes: dict[int, str] = {}  # sha256 hex, for content-identified messages
+
+
+def _refused_words(refused: dict[int, str]) -> str:
+    numbers = sorted(refused)
+    shown = ", ".join(map(str, numbers[:10])) + (" …" if len(numbers) > 10 else "")
+    said = refused[numbers[0]][:120]
+    return (
+        f"The server refused to hand out {len(numbers)} listed message(s) (-ERR to RETR: "
+        f"{shown}; it said “{said}”). They stay on the server and are tried again."
+    )
 
 
 def _batches(todo: list[int], sizes: dict[int, int]) -> Iterator[list[int]]:

@@ -1,17 +1,19 @@
 """Maildir delivery by djb's rules (https://cr.yp.to/proto/maildir.html); stdlib only.
 
-A message is written to ``tmp/`` under a unique name, flushed and fsync'd, renamed into
-``new/``, and then ``new/`` itself is fsync'd so the rename survives a power cut; only
-after ``commit()`` returns may the caller record the message or delete it on the server.
-A caller's token (say a hash of the UIDL) can ride in the name as ``X<token>`` so that a
-start-up scan (``find_token``) closes the window between the rename and the database
-record: a stored message is then recognised instead of fetched twice.
+A message is written to ``tmp/`` under a unique name, flushed, fsync'd and given to the
+mail owner (``Delivery.sync``, on the ``Syncer``'s threads while the next message
+downloads: ext4 commits concurrent fsyncs together); once the caller has proven the
+message is the one it asked for, ``publish`` renames it into ``new/`` and fsyncs ``new/``
+once for the whole lot, so the renames survive a power cut. Only after ``publish``
+returns may the caller record the messages or delete them on the server.
 
 Usage::
 
-    with writer.begin(unique_hint=token) as delivery:   # aborts on exception
-        delivery.write(chunk)
-        path = delivery.commit()
+    delivery = writer.begin(name)          # tmp/<name>, O_CREAT|O_EXCL
+    delivery.write(chunk) ...
+    syncer.submit(delivery)                # fsync on a thread
+    failures = syncer.wait()               # every fsync done
+    writer.publish([delivery, ...])        # tmp/ -> new/, one fsync of new/
 """
 
 from __future__ import annotations
@@ -19,15 +21,15 @@ from __future__ import annotations
 import contextlib
 import itertools
 import os
-import re
 import secrets
 import socket
+import threading
 import time
+from collections.abc import Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from types import TracebackType
 
 _SUBDIRS = ("tmp", "new", "cur")
-_TOKEN = re.compile(r"[A-Za-z0-9_-]{1,128}")
 
 
 def _fsync_dir(path: Path) -> None:
@@ -49,56 +51,52 @@ class MaildirWriter:
         self._host = host.replace("/", r"\057").replace(":", r"\072")
         self._counter = itertools.count()
         created = False
-        for path in (self.root, *(self.root / sub for sub in _SUBDIRS)):
+        # The domain's directory too: Dovecot, as the mail owner, creates its colleagues'
+        # mailboxes in it when LMTP delivers to them first.
+        for path in (self.root.parent, self.root, *(self.root / sub for sub in _SUBDIRS)):
             if not path.is_dir():
                 path.mkdir(mode=0o700, parents=True, exist_ok=True)
-                self._chown(path)
+                self.chown(path)
                 created = True
         if created:  # make the new directories themselves durable before any delivery
             _fsync_dir(self.root)
             _fsync_dir(self.root.parent)
 
-    def _chown(self, path: Path | int) -> None:
-        if self.uid is not None or self.gid is not None:
-            uid, gid = -1 if self.uid is None else self.uid, -1 if self.gid is None else self.gid
-            if isinstance(path, int):
-                os.fchown(path, uid, gid)
-            else:
-                os.chown(path, uid, gid)
+    def chown(self, path: Path | int) -> None:
+        """Give a path (or an open file descriptor) to the mail owner, if one is set."""
+        if self.uid is None and self.gid is None:
+            return
+        uid, gid = -1 if self.uid is None else self.uid, -1 if self.gid is None else self.gid
+        if isinstance(path, int):
+            os.fchown(path, uid, gid)
+        else:
+            os.chown(path, uid, gid)
 
-    def unique_name(self, unique_hint: str | None = None) -> str:
-        """``<time>.M<usec>P<pid>Q<counter>R<random>[X<hint>].<host>``."""
-        if unique_hint is not None and not _TOKEN.fullmatch(unique_hint):
-            raise ValueError("A Maildir name hint may hold only letters, digits, '-' and '_'.")
+    def unique_name(self) -> str:
+        """``<time>.M<usec>P<pid>Q<counter>R<random>.<host>`` (djb's unique name)."""
         now = time.time()
         seconds, usec = int(now), int((now % 1) * 1_000_000)
         name = f"{seconds}.M{usec}P{os.getpid()}Q{next(self._counter)}R{secrets.token_hex(8)}"
-        if unique_hint:
-            name += f"X{unique_hint}"
         return f"{name}.{self._host}"
 
-    def begin(self, unique_hint: str | None = None) -> Delivery:
-        """Start a delivery: opens ``tmp/<unique name>`` (O_CREAT|O_EXCL)."""
-        return Delivery(self, self.unique_name(unique_hint))
+    def begin(self, name: str | None = None) -> Delivery:
+        """Start a delivery: opens ``tmp/<name>`` (a fresh unique name if none is given)."""
+        return Delivery(self, name or self.unique_name())
 
-    def sync_new(self) -> None:
-        """fsync new/: makes every earlier ``commit(sync_dir=False)`` rename durable."""
-        _fsync_dir(self.root / "new")
+    def publish(self, deliveries: Iterable[Delivery]) -> list[Path]:
+        """Rename synced deliveries into new/, then fsync new/ once; return the new paths."""
+        paths = [delivery.publish() for delivery in deliveries]
+        if paths:
+            _fsync_dir(self.root / "new")
+        return paths
 
-    def exists(self, name: str) -> bool:
-        """Whether a delivered message of that name is in new/ or cur/ (cur/ adds ":2,<flags>")."""
-        if (self.root / "new" / name).exists():
-            return True
-        with os.scandir(self.root / "cur") as entries:
-            return any(e.name.split(":", 1)[0] == name for e in entries)
-
-    def find_token(self, token: str) -> list[Path]:
-        """Delivered messages whose name carries ``X<token>``, in new/ and cur/."""
-        marker = f"X{token}."
-        found = []
-        for sub in ("new", "cur"):
-            with os.scandir(self.root / sub) as entries:
-                found += [Path(e.path) for e in entries if marker in e.name.split(":", 1)[0]]
+    def delivered(self, names: Iterable[str]) -> set[str]:
+        """Which of ``names`` are in new/ or cur/ (where a reader adds ":2,<flags>")."""
+        names = set(names)
+        found = {name for name in names if (self.root / "new" / name).exists()}
+        if len(found) < len(names):
+            with os.scandir(self.root / "cur") as entries:
+                found |= names.intersection(e.name.split(":", 1)[0] for e in entries)
         return found
 
     def cleanup_tmp(self, older_than_s: float = 36 * 3600) -> int:
@@ -115,7 +113,7 @@ class MaildirWriter:
 
 
 class Delivery:
-    """One message on its way into ``new/``; a context manager that aborts unless committed."""
+    """One message on its way into ``new/``: write, ``sync``, ``publish`` (or ``abort``)."""
 
     def __init__(self, writer: MaildirWriter, name: str) -> None:
         self.writer = writer
@@ -123,22 +121,14 @@ class Delivery:
         self.tmp_path = writer.root / "tmp" / name
         self.path: Path | None = None
         self.size = 0
+        self.synced = False
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
-        # A small buffer: a pipelined fetch keeps many deliveries open at once, and the
-        # client's 256 KiB chunks go straight to the file past a buffer this size.
+        # A small buffer: a pipelined fetch keeps several deliveries open at once, and the
+        # client's 256 KiB pieces go straight to the file past a buffer this size.
         self._file = os.fdopen(os.open(self.tmp_path, flags, 0o600), "wb", buffering=64 * 1024)
 
     def __repr__(self) -> str:
         return f"<Delivery {self.name}>"
-
-    def __enter__(self) -> Delivery:
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType
-    ) -> None:
-        if self.path is None:  # an exception, or a block that never committed
-            self.abort()
 
     def prepend_header(self, header: bytes) -> None:
         """Write a trace header line; allowed only before the first ``write``."""
@@ -151,23 +141,20 @@ class Delivery:
         self.size += len(data)
         return self._file.write(data)
 
-    def commit(self, *, sync_dir: bool = True) -> Path:
-        """fsync the file, chown it, rename tmp/ -> new/, fsync new/; return the final path.
-
-        With ``sync_dir=False`` the rename is not yet durable: call ``writer.sync_new()``
-        before recording (or deleting on the server) any message committed that way. One
-        directory fsync then covers a whole batch, which saves ~0.2 ms per message.
-        """
-        if self.path is not None:
-            return self.path
+    def sync(self) -> None:
+        """Flush, fsync, give to the mail owner and close the file in tmp/ (any thread)."""
         self._file.flush()
         os.fsync(self._file.fileno())
-        self.writer._chown(self._file.fileno())  # before the rename: Dovecot never sees root's file
+        self.writer.chown(self._file.fileno())  # before the rename: Dovecot never sees root's
         self._file.close()
+        self.synced = True
+
+    def publish(self) -> Path:
+        """Rename tmp/ -> new/ (not yet durable: ``MaildirWriter.publish`` fsyncs new/)."""
+        if not self.synced:
+            raise RuntimeError("publish() needs sync() first: the file must be durable.")
         final = self.writer.root / "new" / self.name
         os.rename(self.tmp_path, final)
-        if sync_dir:
-            _fsync_dir(final.parent)
         self.path = final
         return final
 
@@ -178,3 +165,41 @@ class Delivery:
         self._file.close()
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.tmp_path)
+
+
+class Syncer:
+    """Runs ``Delivery.sync()`` on a few threads while the download goes on; bounded."""
+
+    def __init__(self, threads: int = 8, in_flight: int = 8) -> None:
+        self._pool = ThreadPoolExecutor(max(1, threads), thread_name_prefix="maildir-sync")
+        self._slots = threading.BoundedSemaphore(max(1, in_flight))
+        self._pending: list[tuple[Delivery, Future]] = []
+
+    def __enter__(self) -> Syncer:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._pool.shutdown(wait=True)
+
+    def submit(self, delivery: Delivery) -> None:
+        """fsync this delivery on a thread (waits while ``in_flight`` files are open)."""
+        self._slots.acquire()  # open files hold write buffers: keep memory flat
+        self._pending.append((delivery, self._pool.submit(self._sync, delivery)))
+
+    def _sync(self, delivery: Delivery) -> None:
+        try:
+            delivery.sync()
+        finally:
+            self._slots.release()
+
+    def wait(self) -> list[tuple[Delivery, BaseException]]:
+        """Wait for every submitted sync; return the deliveries that failed (aborted)."""
+        failed = []
+        for delivery, future in self._pending:
+            try:
+                future.result()
+            except Exception as exc:
+                delivery.abort()
+                failed.append((delivery, exc))
+        self._pending = []
+        return failed

@@ -10,16 +10,18 @@ from django.utils import timezone
 from accounts.models import Account
 from domains.models import PORT_VALIDATORS, Security
 from domains.names import normalize_domain_name
+from domains.rules import binding_rule_text
 
 from . import crypto
+from .pop3 import check_value
 
-_PROTOCOL_UNSAFE = ("\r", "\n", "\x00")
 
-
-def _reject_protocol_unsafe(value: str, label: str) -> None:
-    # Values go into POP3/SMTP command lines: CR/LF would start a new command (poplib trap).
-    if any(ch in value for ch in _PROTOCOL_UNSAFE):
-        raise ValidationError({label: "Line breaks and NUL characters are not allowed here."})
+def validate_protocol_safe(value: str) -> None:
+    """Refuse CR, LF and NUL: the value goes into a POP3/SMTP command line (poplib trap)."""
+    try:
+        check_value("value", value)
+    except ValueError:
+        raise ValidationError("Line breaks and NUL characters are not allowed here.") from None
 
 
 class LeavePolicy(models.TextChoices):
@@ -44,7 +46,7 @@ class Binding(models.Model):
     security = models.CharField(
         "Security", max_length=16, choices=Security.choices, default=Security.SSL
     )
-    username = models.CharField("ISP account", max_length=255)
+    username = models.CharField("ISP account", max_length=255, validators=[validate_protocol_safe])
     password_encrypted = models.TextField(editable=False, blank=True)
     leave_policy = models.CharField(
         "Messages on the server",
@@ -71,7 +73,9 @@ class Binding(models.Model):
     smtp_security = models.CharField(
         "SMTP security", max_length=16, choices=Security.choices, default=Security.STARTTLS
     )
-    smtp_username = models.CharField("SMTP account", max_length=255, blank=True)
+    smtp_username = models.CharField(
+        "SMTP account", max_length=255, blank=True, validators=[validate_protocol_safe]
+    )
     smtp_password_encrypted = models.TextField(editable=False, blank=True)
     is_outgoing_relay = models.BooleanField("Outgoing relay", default=False)
 
@@ -85,15 +89,21 @@ class Binding(models.Model):
     next_fetch_at = models.DateTimeField("Next fetch", null=True, blank=True, db_index=True)
     messages_fetched = models.PositiveBigIntegerField("Messages fetched", default=0)
     bytes_fetched = models.PositiveBigIntegerField("Bytes fetched", default=0)
-    # Fence for the one-fetch-at-a-time lease (design.md: a lock that can expire needs one).
+    # Fence for the one-fetch-at-a-time lease (design.md: a lock that can expire needs one),
+    # and who holds it ("host|pid|process start|since", mapping.lease.Holder).
     lease_token = models.UUIDField(null=True, blank=True, editable=False)
     lease_expires_at = models.DateTimeField(null=True, blank=True, editable=False)
+    lease_holder = models.CharField(max_length=300, blank=True, editable=False)
+    # A pipelined batch of this server's replies could not be trusted: RETR one message at
+    # a time until a session goes clean (mapping.fetch).
+    retr_one_at_a_time = models.BooleanField(default=False, editable=False)
 
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
-        ordering = ["account", "id"]
+        # By id only: ordering by account would join (and on a claim, lock) account rows.
+        ordering = ["id"]
         verbose_name = "remote POP3 account"
         constraints = [
             models.CheckConstraint(
@@ -133,28 +143,28 @@ class Binding(models.Model):
         self.smtp_password_encrypted = crypto.encrypt(raw) if raw else ""
 
     def smtp_credentials(self) -> tuple[str, str]:
-        """(username, password) for the SMTP relay, defaulting to the POP3 ones."""
+        """(username, password) for the SMTP relay; the ISP password unless one of its own."""
         if self.smtp_password_encrypted:
-            return self.smtp_username or self.username, crypto.decrypt(self.smtp_password_encrypted)
-        return self.smtp_username or self.username, self.get_isp_password()
+            return self.smtp_username, crypto.decrypt(self.smtp_password_encrypted)
+        return self.smtp_username, self.get_isp_password()
 
     @property
     def fetch_running(self) -> bool:
-        """A fetch holds this binding's lease right now (mapping.fetch_state); no query."""
+        """A fetch holds this binding's lease right now (mapping.lease); no query."""
         expires = self.lease_expires_at
         return bool(self.lease_token and expires and expires > timezone.now())
-
-    @property
-    def effective_smtp_host(self) -> str:
-        return self.smtp_host or self.account.domain.smtp_host or self.host
 
     def clean(self) -> None:
         if self.host:
             self.host = normalize_domain_name(self.host, field_label="ISP server address")
+        # A blank SMTP server or account is filled in once, here, and stored: a relay that
+        # followed the domain's defaults would send stored credentials wherever a later
+        # edit of those defaults pointed (issue 11: credentials are bound to their server).
+        if not self.smtp_host and self.account_id:
+            self.smtp_host = self.account.domain.smtp_host or self.host
         if self.smtp_host:
             self.smtp_host = normalize_domain_name(self.smtp_host, field_label="ISP SMTP server")
-        _reject_protocol_unsafe(self.username, "username")
-        _reject_protocol_unsafe(self.smtp_username, "smtp_username")
+        self.smtp_username = self.smtp_username or self.username
         if not self.password_encrypted:
             raise ValidationError({"username": "The ISP password is required."})
         if self.leave_policy == LeavePolicy.DELETE_AFTER and not self.delete_after_days:
@@ -174,8 +184,6 @@ class Binding(models.Model):
 
 
 def domain_rule(account: Account) -> str:
-    from domains.rules import binding_rule_text
-
     return binding_rule_text(account.domain.domain_type)
 
 
@@ -208,7 +216,7 @@ class FetchOutcome(models.TextChoices):
     OK = "ok", "OK"
     ERROR = "error", "Error"
     AUTH_FAILED = "auth_failed", "Password rejected"
-    SKIPPED = "skipped", "Skipped (another fetch was running)"
+    SKIPPED = "skipped", "Skipped (another fetch holds the mailbox)"
 
 
 class FetchRun(models.Model):

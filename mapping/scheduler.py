@@ -1,4 +1,5 @@
-"""Which bindings are due, claimed atomically so that each is enqueued once per due time.
+"""Which bindings are due, claimed atomically so that each is enqueued once per due time;
+and how long a failing binding waits before its next try (backoff).
 
 Due-ness lives in the database (design.md, "Scheduling"): a binding is due when it is
 enabled, its ``next_fetch_at`` has passed (or it is new and has none yet), and no fetch
@@ -10,19 +11,29 @@ marker passes.
 
 from __future__ import annotations
 
+import random
 from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import Q
 
-from .fetch_state import lease_seconds, unleased
+from .lease import lease_seconds, unleased
 from .models import Binding, BindingState
 
 
 def claim_seconds() -> float:
     """How long a claimed binding stays out of the ticks while its task waits to run."""
-    return float(getattr(settings, "FETCH_CLAIM_SECONDS", max(600.0, lease_seconds())))
+    return max(float(settings.FETCH_CLAIM_SECONDS), lease_seconds())
+
+
+def backoff_seconds(failures: int, interval_minutes: int) -> float:
+    """Delay before retry number `failures` (1-based): doubling from a minute, capped, jittered."""
+    base = float(settings.FETCH_BACKOFF_BASE_SECONDS)
+    cap = max(float(settings.FETCH_BACKOFF_CAP_SECONDS), interval_minutes * 60)
+    delay = min(cap, base * 2 ** min(max(failures, 1) - 1, 30))
+    # +-10 % so the bindings of one ISP that failed together do not retry together.
+    return delay * random.uniform(0.9, 1.1)
 
 
 # A NULL next_fetch_at means "never scheduled" only for a new binding: one whose password

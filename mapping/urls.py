@@ -1,8 +1,9 @@
-from django.urls import include, path
+from django.urls import path
 
 from . import views
 
 urlpatterns = [
+    # The POP3 remote tab of the Account dialog.
     path("accounts/<int:account_id>/pop3/", views.BindingListView.as_view(), name="binding-list"),
     path(
         "accounts/<int:account_id>/pop3/new/",
@@ -19,8 +20,28 @@ urlpatterns = [
         views.BindingDeleteView.as_view(),
         name="binding-delete",
     ),
-]
-urlpatterns += [
-    path("", include("mapping.detect_urls")),
-    path("", include("mapping.fetch_urls")),
+    # Fetch now and history (htmx fragments of a binding's row).
+    path(
+        "accounts/<int:account_id>/pop3/<int:pk>/fetch/",
+        views.binding_fetch_now,
+        name="binding-fetch-now",
+    ),
+    path("accounts/<int:account_id>/pop3/<int:pk>/row/", views.binding_row, name="binding-row"),
+    path(
+        "accounts/<int:account_id>/pop3/<int:pk>/history/",
+        views.binding_history,
+        name="binding-history",
+    ),
+    # Detect (htmx): the wizard's Map settings step, a new and an existing binding.
+    path(
+        "domains/<int:domain_id>/accounts/detect/",
+        views.wizard_detect,
+        name="account-create-detect",
+    ),
+    path("accounts/<int:account_id>/pop3/detect/", views.account_detect, name="binding-detect-new"),
+    path(
+        "accounts/<int:account_id>/pop3/<int:pk>/detect/",
+        views.binding_detect,
+        name="binding-detect",
+    ),
 ]

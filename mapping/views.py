@@ -1,19 +1,37 @@
-"""The Account dialog's POP3 remote tab: list, add, modify, delete remote POP3 accounts."""
+"""The POP3 remote tab: list, add, modify, delete remote POP3 accounts; Fetch now, history,
+and Detect (htmx fragments), for the tab and for the wizard's Map settings step.
+
+Views are doors: an access check (accounts.access), a form, one service call, then a page
+or a fragment. Passwords typed on a page are used and never rendered back.
+"""
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
+from urllib.parse import urlencode
+
 from django.contrib import messages
-from django.shortcuts import get_object_or_404, redirect
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
+from django.db import transaction
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
 from django.utils.decorators import method_decorator
-from django.views.decorators.debug import sensitive_post_parameters
+from django.views.decorators.debug import sensitive_post_parameters, sensitive_variables
+from django.views.decorators.http import require_GET, require_POST
 from django.views.generic import CreateView, DeleteView, ListView, UpdateView
 
-from accounts.access import ConsoleMixin, get_account_for
+from accounts.access import ConsoleMixin, get_account_for, get_domain_for, may_use_console
+from accounts.wizard import MAP, sealed_secret
 
-from . import services
-from .forms import BindingForm
+from . import detect, ratelimit, selectors, services, tasks
+from .forms import POP3_ENDPOINT, SMTP_ENDPOINT, BindingForm, MapConnectionForm, endpoint_moved
 from .models import Binding
+
+# --- the POP3 remote tab ------------------------------------------------------------------
 
 
 class Pop3TabMixin(ConsoleMixin):
@@ -50,10 +68,6 @@ class BindingObjectMixin(Pop3TabMixin):
 class BindingCreateView(Pop3TabMixin, CreateView):
     form_class = BindingForm
     template_name = "mapping/binding_form.html"
-
-    def dispatch(self, request, *args, **kwargs):
-        response = super().dispatch(request, *args, **kwargs)
-        return response
 
     def get(self, request, *args, **kwargs):
         if not self.account.may_have_bindings:
@@ -105,3 +119,190 @@ class BindingDeleteView(BindingObjectMixin, DeleteView):
             f"Remote POP3 account {username} deleted. Mail already fetched stays in the mailbox.",
         )
         return redirect(self.tab_url())
+
+
+# --- Fetch now and history (htmx fragments of a binding's row) ------------------------------
+
+# How long a row keeps polling for a queued "Fetch now" that has not started yet.
+QUEUED_POLL = timedelta(minutes=2)
+
+
+def _binding_for(request: HttpRequest, account_id: int, pk: int) -> Binding:
+    """The binding, if the user administers its domain (404 for other domains)."""
+    if not may_use_console(request.user):
+        raise PermissionDenied("This account has no access to the console.")
+    account = get_account_for(request.user, account_id)
+    return get_object_or_404(
+        Binding.objects.select_related("account__domain"), pk=pk, account=account
+    )
+
+
+def _row(request: HttpRequest, binding: Binding, queued_at: datetime | None) -> HttpResponse:
+    waiting = (
+        queued_at is not None
+        and timezone.now() - queued_at < QUEUED_POLL
+        and not selectors.binding_run_started_since(binding=binding, since=queued_at)
+    )
+    context = {
+        "binding": binding,
+        "account": binding.account,
+        # The query string that keeps the row polling until the queued fetch has started.
+        "queued": urlencode({"queued": queued_at.isoformat()}) if waiting else "",
+    }
+    return render(request, "mapping/_binding_row.html", context)
+
+
+@login_required
+@require_POST
+def binding_fetch_now(request: HttpRequest, account_id: int, pk: int) -> HttpResponse:
+    """Queue a fetch of one binding now ("fetched by hand" also clears needs-attention)."""
+    binding = _binding_for(request, account_id, pk)
+    queued_at = None
+    if not binding.fetch_running:  # else the running fetch is already doing the job
+        queued_at = timezone.now()
+        transaction.on_commit(lambda: tasks.binding_fetch.delay(binding.pk, trigger="manual"))
+    if not request.htmx:
+        messages.success(request, f"A fetch of {binding.username} was queued.")
+        return redirect("binding-list", binding.account_id)
+    binding.refresh_from_db()
+    return _row(request, binding, queued_at)
+
+
+@login_required
+@require_GET
+def binding_row(request: HttpRequest, account_id: int, pk: int) -> HttpResponse:
+    """The binding's row, polled by htmx while a fetch is queued or running."""
+    binding = _binding_for(request, account_id, pk)
+    try:
+        queued_at = parse_datetime(request.GET.get("queued", ""))
+    except ValueError:
+        queued_at = None
+    if queued_at is not None and timezone.is_naive(queued_at):
+        queued_at = None
+    return _row(request, binding, queued_at)
+
+
+@login_required
+@require_GET
+def binding_history(request: HttpRequest, account_id: int, pk: int) -> HttpResponse:
+    """The last fetch runs of one binding, as a table row under the binding's row."""
+    binding = _binding_for(request, account_id, pk)
+    runs = list(selectors.binding_history(binding=binding, limit=10))
+    for run in runs:
+        run.took = (run.finished_at - run.started_at).total_seconds() if run.finished_at else None
+    return render(request, "mapping/_binding_history.html", {"binding": binding, "runs": runs})
+
+
+# --- Detect (htmx) ----------------------------------------------------------------------------
+
+_PASSWORDS = ("isp_password", "smtp_password", "map-isp_password", "map-smtp_password")
+_ENDPOINT_FIELDS = (*POP3_ENDPOINT, *SMTP_ENDPOINT)
+
+
+@sensitive_post_parameters(*_PASSWORDS)
+@require_POST
+def wizard_detect(request: HttpRequest, domain_id: int) -> HttpResponse:
+    """Detect for the wizard's Map settings step (fields prefixed "map-")."""
+    _require_console(request)
+    domain = get_domain_for(request.user, domain_id)
+    form = MapConnectionForm(request.POST, prefix=MAP, domain=domain)
+
+    @sensitive_variables()
+    def held(name: str, cleaned: dict) -> str:
+        return sealed_secret(request, domain_id, MAP, name, endpoint=cleaned)
+
+    relay = bool(request.POST.get(f"{MAP}-is_outgoing_relay"))
+    return _run(request, form, held, relay=relay)
+
+
+@sensitive_post_parameters(*_PASSWORDS)
+@require_POST
+def binding_detect(request: HttpRequest, account_id: int, pk: int) -> HttpResponse:
+    """Detect for an existing remote POP3 account; blank fields fall back to the stored ones.
+
+    A stored password is used only for the server it was typed for: with another server,
+    port, security or account on the page, the password must be typed (issue 11).
+    """
+    _require_console(request)
+    account = get_account_for(request.user, account_id)
+    binding = get_object_or_404(Binding, pk=pk, account=account)
+    stored = {name: getattr(binding, name) for name in _ENDPOINT_FIELDS}
+    posted = {k: v for k, v in request.POST.items() if k in (*_ENDPOINT_FIELDS, *_PASSWORDS)}
+    form = MapConnectionForm({**stored, **posted, **_flags(request)}, domain=account.domain)
+
+    @sensitive_variables()
+    def held(name: str, cleaned: dict) -> str:
+        if name == "isp_password" and not endpoint_moved(binding, cleaned, POP3_ENDPOINT):
+            return binding.get_isp_password()
+        if name == "smtp_password" and not endpoint_moved(binding, cleaned, SMTP_ENDPOINT):
+            return binding.smtp_credentials()[1]
+        return ""
+
+    return _run(request, form, held, relay=bool(request.POST.get("is_outgoing_relay")))
+
+
+@sensitive_post_parameters(*_PASSWORDS)
+@require_POST
+def account_detect(request: HttpRequest, account_id: int) -> HttpResponse:
+    """Detect for a remote POP3 account being added on the POP3 remote tab."""
+    _require_console(request)
+    account = get_account_for(request.user, account_id)
+    form = MapConnectionForm(request.POST, domain=account.domain)
+    relay = bool(request.POST.get("is_outgoing_relay"))
+    return _run(request, form, lambda name, cleaned: "", relay=relay)
+
+
+def _flags(request: HttpRequest) -> dict:
+    return {"test_smtp": request.POST["test_smtp"]} if request.POST.get("test_smtp") else {}
+
+
+def _require_console(request: HttpRequest) -> None:
+    if not may_use_console(request.user):
+        raise PermissionDenied("Detect is for administrators.")
+
+
+@sensitive_variables()
+def _run(request: HttpRequest, form: MapConnectionForm, held, *, relay: bool) -> HttpResponse:
+    """Run Detect on the form's settings: POP3 always, SMTP when it carries outgoing mail."""
+    if not form.is_valid():
+        errors = []
+        for name, problems in form.errors.items():
+            label = form.fields[name].label if name in form.fields else ""
+            errors.append(f"{label}: {' '.join(problems)}" if label else " ".join(problems))
+        return _fragment(request, errors=errors, status=400)
+    data = form.cleaned_data
+    isp_password = data["isp_password"] or held("isp_password", data)
+    if not isp_password:
+        return _fragment(
+            request,
+            errors=[
+                "ISP password: type it to test these settings (a stored password is only "
+                "sent to the server it was typed for)."
+            ],
+            status=400,
+        )
+    smtp = None
+    if relay or data.get("test_smtp"):
+        smtp_password = data["smtp_password"] or held("smtp_password", data) or isp_password
+        smtp = detect.Target(
+            data["smtp_host"] or data["host"],
+            data["smtp_port"],
+            data["smtp_security"],
+            data["smtp_username"] or data["username"],
+            smtp_password,
+        )
+    wait = ratelimit.hit("detect", request.user.pk)
+    if wait:
+        return _fragment(
+            request, errors=[f"Detect was run too often. Try again in {wait} s."], status=429
+        )
+    pop3 = detect.Target(
+        data["host"], data["port"], data["security"], data["username"], isp_password
+    )
+    return _fragment(request, report=detect.detect(pop3=pop3, smtp=smtp))
+
+
+def _fragment(request, *, report=None, errors=(), status: int = 200) -> HttpResponse:
+    return render(
+        request, "mapping/_detect_report.html", {"report": report, "errors": errors}, status=status
+    )

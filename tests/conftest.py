@@ -18,6 +18,8 @@ def _fast_and_isolated(settings, tmp_path):
     settings.PASSWORD_HASHERS = ["tests.hashers.FastArgon2PasswordHasher"]
     settings.MAIL_ROOT = tmp_path / "mail"
     settings.CELERY_TASK_ALWAYS_EAGER = True
+    # The test servers live on loopback; tests of the outbound guard itself turn this off.
+    settings.ISP_ALLOW_PRIVATE_ADDRESSES = True
     # No collectstatic in tests: serve static files unhashed from the finders.
     settings.STORAGES = {
         **settings.STORAGES,

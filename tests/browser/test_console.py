@@ -60,9 +60,22 @@ def test_it_creates_a_map_domain_and_binds_an_account(page, superuser, screensho
     assert binding.get_isp_password() == "Isp-Secret-9"
     page.locator(f"#binding-{binding.pk}").get_by_role("link", name="Modify").click()
     assert page.get_by_label("ISP password").input_value() == ""
+    page.get_by_label("Fetch every (minutes)").fill("15")
+    page.get_by_role("button", name="Save").click()  # blank password: the stored one stays
+    expect(page.locator("#bindings")).to_contain_text("support-isp")
+    binding.refresh_from_db()
+    assert binding.fetch_interval_minutes == 15
+    assert binding.get_isp_password() == "Isp-Secret-9"
+    # Another port is another server: the stored password does not follow it unasked.
+    page.locator(f"#binding-{binding.pk}").get_by_role("link", name="Modify").click()
     page.get_by_label("Port").first.fill("110")
     page.get_by_label("Security").first.select_option(label="STARTTLS")
     page.get_by_role("button", name="Save").click()
+    expect(page.locator("#binding-form")).to_contain_text("type the ISP password again")
+    screenshot(page, "pop3-remote-retype")
+    page.get_by_label("ISP password").fill("Isp-Secret-9")
+    page.get_by_role("button", name="Save").click()
+    expect(page.locator("#bindings")).to_contain_text("support-isp")
     binding.refresh_from_db()
     assert (binding.port, binding.security) == (110, "starttls")
     assert binding.get_isp_password() == "Isp-Secret-9"

@@ -40,7 +40,7 @@ def test_the_wizard_creates_an_account_after_detect_succeeds(
 ):
     pop, smtp, bundle = isp_servers
     settings.ISP_CA_FILE = str(bundle)
-    settings.DETECT_ALLOW_PRIVATE = True
+    settings.ISP_ALLOW_PRIVATE_ADDRESSES = True
     settings.DETECT_DEADLINE_SECONDS = 8
     domain = DomainFactory(
         name="example.com",
@@ -86,7 +86,7 @@ def test_the_wizard_creates_an_account_after_detect_succeeds(
     map_url = page.url
     page.get_by_role("button", name="Detect").click()  # no password yet: told what to fix
     result = page.locator("#detect-result")
-    expect(result).to_contain_text("ISP password: type it to test the settings.")
+    expect(result).to_contain_text("ISP password: type it to test these settings")
 
     page.get_by_label("ISP password").fill("Wrong-password-1")
     page.get_by_role("button", name="Detect").click()

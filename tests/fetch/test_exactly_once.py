@@ -8,9 +8,10 @@ import pytest
 from django.utils import timezone
 
 from accounts.mailbox import mailbox_path
-from mapping import fetch_state
+from mapping import lease as leases
+from mapping import status
 from mapping.fetch import binding_fetch
-from mapping.fetch_state import LeaseLostError
+from mapping.lease import LeaseLostError
 from mapping.models import Binding, BindingState, FetchOutcome, FetchRun, LeavePolicy, SeenUidl
 from tests.fetch.conftest import assert_exactly
 
@@ -74,7 +75,7 @@ def test_it_skips_a_binding_another_fetch_holds(fetched, isp):
 
 
 def test_it_takes_over_an_expired_lease(fetched, isp):
-    lease = fetch_state.lease_acquire(fetched.pk)
+    lease = leases.lease_acquire(fetched.pk)
     assert binding_fetch(binding=fetched).outcome == FetchOutcome.SKIPPED
     Binding.objects.filter(pk=fetched.pk).update(lease_expires_at=timezone.now())  # it expired
     isp.deliver(fetched.username, b"Subject: after\n\nx\n")
@@ -83,18 +84,18 @@ def test_it_takes_over_an_expired_lease(fetched, isp):
 
     assert (run.outcome, run.messages) == (FetchOutcome.OK, 1)
     with pytest.raises(LeaseLostError):
-        fetch_state.record_success(lease, run, next_in=timedelta(minutes=5))
+        status.record_success(lease, run, next_in=timedelta(minutes=5), one_at_a_time=False)
 
 
 def test_a_worker_whose_lease_was_stolen_cannot_write(fetched, isp):
     for i in range(3):
         isp.deliver(fetched.username, b"Subject: stolen %d\n\nx\n" % i)
-    thief: list[fetch_state.Lease] = []
+    thief: list[leases.Lease] = []
 
     def progress(done: int, total: int, size: int) -> None:
         if not thief:  # the worker pauses past its lease; another fetch takes the binding
             Binding.objects.filter(pk=fetched.pk).update(lease_expires_at=timezone.now())
-            thief.append(fetch_state.lease_acquire(fetched.pk))
+            thief.append(leases.lease_acquire(fetched.pk))
 
     before = Binding.objects.get(pk=fetched.pk)
     run = binding_fetch(binding=fetched, progress=progress)
@@ -108,10 +109,11 @@ def test_a_worker_whose_lease_was_stolen_cannot_write(fetched, isp):
     assert SeenUidl.objects.filter(binding=fetched).count() == 6  # no intent got in
 
     # The new owner finishes; then everything is there exactly once.
-    fetch_state.record_success(
+    status.record_success(
         thief[0],
         FetchRun.objects.create(binding=fetched, started_at=timezone.now()),
         next_in=timedelta(),
+        one_at_a_time=False,
     )
     assert binding_fetch(binding=fetched).messages == 3
     assert_exactly(fetched, [*MESSAGES, *(b"Subject: stolen %d\n\nx\n" % i for i in range(3))])

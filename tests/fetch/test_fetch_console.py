@@ -7,8 +7,9 @@ from django.test import Client
 from django.urls import reverse
 
 from aamail.celery import app as celery_app
-from mapping import fetch_state, tasks
+from mapping import tasks
 from mapping.fetch import binding_fetch
+from mapping.lease import lease_acquire
 from mapping.models import FetchOutcome
 from tests.factories import LOCAL_PASSWORD, AccountFactory, BindingFactory, DomainFactory
 from tests.fetch.conftest import assert_exactly
@@ -75,7 +76,7 @@ def test_fetch_now_fetches_and_the_row_stops_polling_when_done(
 
 def test_a_running_fetch_shows_and_polls(admin_client, domain, queued):
     binding = BindingFactory(account=AccountFactory(domain=domain))
-    fetch_state.lease_acquire(binding.pk)
+    lease_acquire(binding.pk)
     row = admin_client.get(urls(binding)["row"], **HTMX).content.decode()
     assert "Fetching…" in row and 'hx-trigger="every 2s"' in row
     assert "disabled>Fetch now" in row

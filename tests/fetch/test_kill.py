@@ -108,6 +108,7 @@ def run_kill_test(isp, tmp_path: Path, kills: int, seed: int) -> dict[str, int]:
         "ISP_SECRET_KEYS": ",".join(settings.ISP_SECRET_KEYS),
         "POP3_TIMEOUT": "10",
         "LOG_LEVEL": "WARNING",
+        "ISP_ALLOW_PRIVATE_ADDRESSES": "true",  # the "ISP" is a Dovecot on loopback
     }
     env["DATABASE_URL"] = child_database_url(tmp_path, env)
     children = Children(env, tmp_path / "children.log")

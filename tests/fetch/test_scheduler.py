@@ -10,7 +10,8 @@ from django.db import connection
 from django.utils import timezone
 
 from aamail.celery import app as celery_app
-from mapping import crypto, fetch_state, scheduler, tasks
+from mapping import crypto, scheduler, tasks
+from mapping.lease import Lease, lease_acquire
 from mapping.models import Binding, BindingState, FetchOutcome, LeavePolicy
 from tests.factories import AccountFactory, BindingFactory
 from tests.fetch.conftest import assert_exactly
@@ -47,7 +48,7 @@ def test_it_claims_exactly_the_due_bindings():
     BindingFactory(next_fetch_at=past, enabled=False)
     BindingFactory(next_fetch_at=None, state=BindingState.NEEDS_ATTENTION)
     leased = BindingFactory(next_fetch_at=past)
-    assert fetch_state.lease_acquire(leased.pk) is not None
+    assert isinstance(lease_acquire(leased.pk), Lease)
     Binding.objects.filter(pk=expired_lease.pk).update(
         lease_token="6a1f6b1e-0000-4000-8000-000000000000"
     )

@@ -216,5 +216,5 @@ def test_it_follows_the_binding_models_relay_rules(
     binding.set_smtp_password(smtp_password)
     binding.save()
     relay = lookups.mailbox_for_address(binding.account.address).relay
-    assert relay.host == binding.effective_smtp_host
+    assert relay.host == binding.smtp_host
     assert relay.credentials() == binding.smtp_credentials()

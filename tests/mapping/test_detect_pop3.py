@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from mapping import detect, netguard
+from mapping import detect, outbound
 from mapping.detect import FAIL, OK, SKIP, WARN, Target
 from tests.servers.dovecot import free_port
 from tests.servers.faultpop import FaultPop
@@ -19,7 +19,7 @@ PASSWORD = "Isp-Secret-7731"
 
 @pytest.fixture(autouse=True)
 def _loopback_allowed(settings):
-    settings.DETECT_ALLOW_PRIVATE = True
+    settings.ISP_ALLOW_PRIVATE_ADDRESSES = True
     settings.ISP_CA_FILE = None
     settings.POP3_TIMEOUT = 5.0
 
@@ -80,7 +80,7 @@ def test_it_refuses_an_unknown_ca_and_describes_the_certificate(isp):
 def test_it_says_whom_the_certificate_is_for_when_the_name_differs(isp, settings, monkeypatch):
     settings.ISP_CA_FILE = str(isp.ca_pem)
     monkeypatch.setattr(
-        netguard,
+        outbound,
         "_getaddrinfo",
         lambda host, port, **kw: [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("127.0.0.1", port))],
     )
@@ -210,7 +210,7 @@ def test_it_refuses_metadata_and_unspecified_targets_before_connecting(host, mon
     report = run(host=host, port=80)
     found = steps(report)
     assert found["Name resolution"].status == FAIL
-    assert "Detect does not connect to" in found["Name resolution"].detail
+    assert "AAMail does not connect to" in found["Name resolution"].detail
     assert found["TCP connect"].status == SKIP
     assert attempts == []
 

@@ -17,7 +17,7 @@ PASSWORD = "Isp:Secret support"
 
 @pytest.fixture(autouse=True)
 def _loopback_allowed(settings):
-    settings.DETECT_ALLOW_PRIVATE = True
+    settings.ISP_ALLOW_PRIVATE_ADDRESSES = True
     settings.ISP_CA_FILE = None
     settings.POP3_TIMEOUT = 5.0
 

@@ -8,8 +8,9 @@ import pytest
 from django.test import Client
 from django.urls import reverse
 
-from mapping import netguard
+from mapping import outbound
 from tests import factories
+from tests.servers.faultpop import FaultPop
 
 pytestmark = pytest.mark.django_db
 PASSWORD = "Isp-Secret-7731"
@@ -17,7 +18,7 @@ PASSWORD = "Isp-Secret-7731"
 
 @pytest.fixture(autouse=True)
 def _loopback_allowed(settings):
-    settings.DETECT_ALLOW_PRIVATE = True
+    settings.ISP_ALLOW_PRIVATE_ADDRESSES = True
     settings.DETECT_DEADLINE_SECONDS = 4
     settings.ISP_CA_FILE = None
 
@@ -51,15 +52,30 @@ def test_it_runs_detect_for_the_wizard_and_never_echoes_the_password(
 ):
     settings.ISP_CA_FILE = str(isp.ca_pem)
     url = reverse("account-create-detect", args=[domain.pk])
-    response = admin_client.post(url, wizard_fields(**{"map-port": str(isp.pop3s_port)}))
+    relay = {"map-port": str(isp.pop3s_port), "map-is_outgoing_relay": "on"}
+    response = admin_client.post(url, wizard_fields(**relay))
     assert response.status_code == 200
     html = response.content.decode()
     assert 'data-step="Login" data-status="ok"' in html
     assert "1 message" in html
     assert PASSWORD not in html
-    # The SMTP half ran too (nothing listens on 587 here: refused, in words).
+    # The outgoing relay's SMTP half ran too (nothing listens on 587 here: refused, in
+    # words), and the verdict says which part failed.
     assert "SMTP · 127.0.0.1:587 (STARTTLS)" in html
     assert "Connection refused on 127.0.0.1:587" in html
+    assert "POP3 works; the SMTP relay failed at TCP connect" in html
+
+
+def test_it_tests_smtp_only_for_the_outgoing_relay_or_when_asked(
+    admin_client, domain, isp, settings
+):
+    settings.ISP_CA_FILE = str(isp.ca_pem)
+    url = reverse("account-create-detect", args=[domain.pk])
+    html = admin_client.post(url, wizard_fields(**{"map-port": str(isp.pop3s_port)})).content
+    assert b"SMTP \xc2\xb7" not in html and b'data-ok="yes"' in html  # POP3 alone: success
+    asked = {"map-port": str(isp.pop3s_port), "map-test_smtp": "on"}
+    html = admin_client.post(url, wizard_fields(**asked)).content.decode()
+    assert "SMTP · 127.0.0.1:587 (STARTTLS)" in html
 
 
 def test_it_reports_what_is_wrong_with_the_fields(admin_client, domain):
@@ -75,28 +91,27 @@ def test_it_asks_for_a_password_it_does_not_hold(admin_client, domain):
     url = reverse("account-create-detect", args=[domain.pk])
     response = admin_client.post(url, wizard_fields(**{"map-isp_password": ""}))
     assert response.status_code == 400
-    assert "ISP password: type it to test the settings." in response.content.decode()
+    assert "ISP password: type it to test these settings" in response.content.decode()
 
 
 def test_it_refuses_cloud_metadata_without_connecting(admin_client, domain, monkeypatch):
     attempts = []
     monkeypatch.setattr(socket.socket, "connect", lambda self, a: attempts.append(a))
     url = reverse("account-create-detect", args=[domain.pk])
-    response = admin_client.post(
-        url, wizard_fields(**{"map-host": "169.254.169.254", "map-smtp_host": "0.0.0.0"})
-    )
+    fields = {"map-host": "169.254.169.254", "map-smtp_host": "0.0.0.0"}
+    response = admin_client.post(url, wizard_fields(**fields, **{"map-test_smtp": "on"}))
     html = response.content.decode()
-    assert "Detect does not connect to 169.254.169.254: it is a cloud metadata address." in html
-    assert "Detect does not connect to 0.0.0.0" in html
+    assert "AAMail does not connect to 169.254.169.254: it is a cloud metadata address." in html
+    assert "AAMail does not connect to 0.0.0.0" in html
     assert attempts == []
 
 
 def test_it_honours_the_allowed_targets_setting(admin_client, domain, settings, monkeypatch):
-    settings.DETECT_ALLOWED_TARGETS = ["mail.isp.example:995"]
-    monkeypatch.setattr(netguard, "_getaddrinfo", lambda *a, **k: pytest.fail("looked up"))
+    settings.ISP_ALLOWED_TARGETS = ["mail.isp.example:995"]
+    monkeypatch.setattr(outbound, "_getaddrinfo", lambda *a, **k: pytest.fail("looked up"))
     url = reverse("account-create-detect", args=[domain.pk])
     html = admin_client.post(url, wizard_fields()).content.decode()
-    assert "127.0.0.1:995 is not in the list of servers Detect may test" in html
+    assert "127.0.0.1:995 is not in the list of servers AAMail may connect to" in html
 
 
 def test_it_is_rate_limited_per_user(admin_client, domain, settings, monkeypatch):
@@ -157,6 +172,25 @@ def test_it_uses_the_stored_password_of_a_binding_when_the_field_is_blank(
     html = admin_client.post(url, {"isp_password": "Typed-wrong-1"}).content.decode()
     assert 'data-step="Login" data-status="fail"' in html
     assert "Typed-wrong-1" not in html
+
+
+def test_it_never_sends_a_stored_password_to_another_server(admin_client, domain, isp):
+    # Issue 11: edit the host to one you control, leave the password blank, press Detect.
+    account = factories.AccountFactory(domain=domain)
+    binding = factories.BindingFactory(
+        account=account, host="127.0.0.1", port=isp.pop3s_port, username="carol",
+        raw_password=PASSWORD, smtp_host="127.0.0.1",
+    )  # fmt: skip
+    url = reverse("binding-detect", args=[account.pk, binding.pk])
+    with FaultPop([b"Subject: x\n\nx\n"], username="carol", password=PASSWORD) as attacker:
+        for changed in ({"port": attacker.port, "security": "none"}, {"username": "other"}):
+            response = admin_client.post(url, {"isp_password": "", **changed})
+            assert response.status_code == 400
+            assert "only sent to the server it was typed for" in response.content.decode()
+        smtp_moved = {"is_outgoing_relay": "on", "smtp_port": attacker.port}
+        response = admin_client.post(url, {"isp_password": "", **smtp_moved})
+    assert PASSWORD not in " ".join(attacker.log)
+    assert not {"USER", "PASS", "AUTH"} & set(attacker.commands())
 
 
 def test_it_keeps_bindings_of_other_accounts_apart(admin_client, domain):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import io
 import itertools
 import socket
 import ssl
@@ -38,16 +37,11 @@ def stored_as_retrieved(stored: bytes) -> bytes:
 
 
 def retrieve_all(client: Client) -> list[bytes]:
-    results: dict[int, bytes] = {}
-    sinks: dict[int, io.BytesIO] = {}
-
-    def open_sink(n: int) -> io.BytesIO:
-        return sinks.setdefault(n, io.BytesIO())
-
-    def on_done(n: int, sink: io.BytesIO, octets: int) -> None:
-        results[n] = sink.getvalue()
-
-    client.retr_many(sorted(client.list()), open_sink, on_done)
+    """Every message, pipelined; each reply must be proven (Dovecot frames them right)."""
+    listed = client.list()
+    batch = client.retrieve(sorted(listed), listed)
+    results = {message.number: b"".join(message) for message in batch}
+    assert [r.number for r in batch.proof.proven] == sorted(listed)
     return [results[n] for n in sorted(results)]
 
 
@@ -82,9 +76,11 @@ def test_it_reports_octets_as_received(dovecot, trusted):
     with Client("127.0.0.1", dovecot.pop3_port, Security.NONE, timeout=5) as client:
         client.connect()
         client.login(user, PASSWORD)
-        sink = io.BytesIO()
-        octets = client.retr_to(1, sink)
-        assert octets == client.list()[1] == len(sink.getvalue()) + sink.getvalue().count(b"\n")
+        listed = client.list()
+        batch = client.retrieve([1], listed)
+        body = b"".join(next(iter(batch)))
+        octets = batch.proof.replies[0].octets
+        assert octets == listed[1] == len(body) + body.count(b"\n")
 
 
 @pytest.mark.parametrize("method", ["auto", "user", "sasl-plain"])
@@ -115,15 +111,9 @@ def test_it_rejects_the_certificate_on_starttls_too(dovecot):
 
 def test_it_checks_the_certificate_against_server_hostname(dovecot, trusted):
     # Connect to the vetted address but verify the name the administrator typed.
-    client = Client(
-        "localhost",
-        dovecot.pop3s_port,
-        Security.SSL,
-        ssl_context=trusted,
-        connect_address="127.0.0.1",
-        timeout=5,
-    )
-    assert client.connect().startswith("Dovecot")
+    client = Client("localhost", dovecot.pop3s_port, Security.SSL, ssl_context=trusted, timeout=5)
+    sock = socket.create_connection(("127.0.0.1", dovecot.pop3s_port), timeout=5)
+    assert client.connect(sock=sock).startswith("Dovecot")
     client.close()
     wrong = Client(
         "127.0.0.1",
@@ -178,29 +168,19 @@ def test_it_deletes_only_at_quit(dovecot):
     client = Client("127.0.0.1", dovecot.pop3_port, Security.NONE, timeout=5)
     client.connect()
     client.login(user, PASSWORD)
-    client.dele(1)
+    client.dele_many([1])
     client.close()  # dropped before QUIT: RFC 1939 §6, nothing is deleted
     assert len(dovecot.messages(user)) == 3
     client.connect()
     client.login(user, PASSWORD)
     uidls = client.uidl()
-    client.dele(1)
+    client.dele_many([1])
     client.quit()
     assert len(dovecot.messages(user)) == 2
     client.connect()
     client.login(user, PASSWORD)
     assert sorted(client.uidl().values()) == sorted(list(uidls.values())[1:])
     client.close()
-
-
-class _HashSink:
-    def __init__(self) -> None:
-        self.hash = hashlib.sha256()
-        self.size = 0
-
-    def write(self, data: bytes) -> None:
-        self.hash.update(data)
-        self.size += len(data)
 
 
 def test_it_streams_a_20_mb_message_in_flat_memory(dovecot):
@@ -213,15 +193,19 @@ def test_it_streams_a_20_mb_message_in_flat_memory(dovecot):
     with Client("127.0.0.1", dovecot.pop3_port, Security.NONE, timeout=10) as client:
         client.connect()
         client.login(user, PASSWORD)
-        sink = _HashSink()
+        digest, size = hashlib.sha256(), 0
+        listed = client.list()
         tracemalloc.start()
         try:
-            client.retr_to(1, sink)
+            for message in client.retrieve([1], listed):
+                for piece in message:
+                    digest.update(piece)
+                    size += len(piece)
             peak = tracemalloc.get_traced_memory()[1]
         finally:
             tracemalloc.stop()
-    assert sink.size > 20_000_000
-    assert sink.hash.hexdigest() == expected
+    assert size > 20_000_000
+    assert digest.hexdigest() == expected
     assert peak < 8 * 1024 * 1024
 
 

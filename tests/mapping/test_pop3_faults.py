@@ -1,9 +1,7 @@
-"""The POP3 client against a misbehaving server (tests/servers/faultpop.py) and raw bytes."""
+"""The POP3 client against a misbehaving server (tests/servers/faultpop.py)."""
 
 from __future__ import annotations
 
-import io
-import random
 import ssl
 import time
 import tracemalloc
@@ -14,7 +12,7 @@ from mapping.pop3 import (
     Client,
     Pop3AuthError,
     Pop3ConnectError,
-    Pop3MessageGoneError,
+    Pop3Error,
     Pop3ProtocolError,
     Pop3StartTlsRefusedError,
     Pop3TimeoutError,
@@ -22,9 +20,8 @@ from mapping.pop3 import (
     Security,
     UserPass,
 )
-from mapping.pop3_stream import ReplyReader
 from tests.servers.dovecot import free_port
-from tests.servers.faultpop import FaultPop, wire_body, wire_size
+from tests.servers.faultpop import NOTICE, FaultPop, wire_size
 from tests.servers.tlscerts import make_ca_and_cert, make_self_signed
 
 MESSAGES = [
@@ -38,8 +35,8 @@ def expected(stored: bytes) -> bytes:
     return stored if stored.endswith(b"\n") else stored + b"\n"
 
 
-def connected(pop: FaultPop, *, security: Security = Security.NONE, timeout: float = 1.0):
-    client = Client("127.0.0.1", pop.port, security, timeout=timeout)
+def connected(pop: FaultPop, *, security: Security = Security.NONE, timeout: float = 1.0, **kw):
+    client = Client("127.0.0.1", pop.port, security, timeout=timeout, **kw)
     client.connect()
     return client
 
@@ -50,73 +47,66 @@ def logged_in(pop: FaultPop, **kwargs) -> Client:
     return client
 
 
-class Recorder:
-    """Callbacks for retr_many that keep what each message produced."""
+def fetch(client: Client, numbers, **kwargs):
+    """RETR ``numbers``: ({number: body}, {number: -ERR text}, the batch)."""
+    batch = client.retrieve(numbers, client.list(), **kwargs)
+    bodies, refused = {}, {}
+    for message in batch:
+        if message.refused is not None:
+            refused[message.number] = message.refused
+        else:
+            bodies[message.number] = b"".join(message)
+    return bodies, refused, batch
 
-    def __init__(self) -> None:
-        self.sinks: dict[int, io.BytesIO] = {}
-        self.done: dict[int, bytes] = {}
-        self.octets: dict[int, int] = {}
-        self.errors: dict[int, Pop3MessageGoneError] = {}
-        self.aborted: list[int] = []
 
-    def open_sink(self, n: int) -> io.BytesIO:
-        return self.sinks.setdefault(n, io.BytesIO())
-
-    def on_done(self, n: int, sink: io.BytesIO, octets: int) -> None:
-        self.done[n], self.octets[n] = sink.getvalue(), octets
-
-    def on_error(self, n: int, err: Pop3MessageGoneError) -> None:
-        self.errors[n] = err
-
-    def on_abort(self, n: int, sink: io.BytesIO) -> None:
-        self.aborted.append(n)
-
-    def run(self, client: Client, msgnos, **kwargs) -> None:
-        client.retr_many(msgnos, self.open_sink, self.on_done, on_abort=self.on_abort, **kwargs)
+def fetch_until_broken(client: Client, numbers, **kwargs):
+    """RETR ``numbers`` and read every body until the session breaks: (batch, the error)."""
+    batch = client.retrieve(numbers, client.list(), **kwargs)
+    try:
+        for message in batch:
+            message.drain()
+    except Pop3Error as exc:
+        return batch, exc
+    return batch, None
 
 
 @pytest.mark.parametrize("faults", [set(), {"no_pipelining"}, {"no_capa"}])
 def test_it_retrieves_with_and_without_pipelining(faults):
     with FaultPop(MESSAGES * 50, faults=faults) as pop:
         client = logged_in(pop)
-        rec = Recorder()
-        rec.run(client, range(1, 151))
+        bodies, _, batch = fetch(client, range(1, 151))
         client.quit()
-    assert [rec.done[n] for n in range(1, 151)] == [expected(m) for m in MESSAGES * 50]
-    assert [rec.octets[n] for n in range(1, 151)] == [wire_size(m) for m in MESSAGES * 50]
+    assert [bodies[n] for n in range(1, 151)] == [expected(m) for m in MESSAGES * 50]
+    assert [r.octets for r in batch.proof.replies] == [wire_size(m) for m in MESSAGES * 50]
+    assert [r.number for r in batch.proof.proven] == list(range(1, 151))
+    assert batch.proof.pipelined is not bool(faults)
 
 
 def test_it_streams_a_10_mb_single_line_in_bounded_memory():
     big = b"Subject: big\n\n" + b"y" * (10 * 1024 * 1024) + b"\n"
     with FaultPop([big]) as pop:
         client = logged_in(pop, timeout=5)
-        sizes = []
-
-        class Sink:
-            def write(self, data: bytes) -> None:
-                sizes.append(len(data))
-
+        listed = client.list()
+        total = 0
         tracemalloc.start()
         try:
-            octets = client.retr_to(1, Sink())
+            for message in client.retrieve([1], listed):
+                for piece in message:
+                    total += len(piece)
             peak = tracemalloc.get_traced_memory()[1]
         finally:
             tracemalloc.stop()
         client.quit()
-    assert sum(sizes) == len(big)
-    assert octets == wire_size(big)
+    assert total == len(big)
     assert peak < 4 * 1024 * 1024
 
 
 def test_it_raises_protocol_error_when_the_connection_drops_mid_message():
     with FaultPop(MESSAGES, faults={"drop_mid_retr"}) as pop:
         client = logged_in(pop)
-        rec = Recorder()
-        with pytest.raises(Pop3ProtocolError, match="in the middle of message 1"):
-            rec.run(client, [1, 2, 3])
-    assert rec.done == {}
-    assert rec.aborted == [1]
+        with pytest.raises(Pop3ProtocolError, match="RETR 1") as caught:
+            fetch(client, [1, 2, 3])
+    assert "closed the connection in the middle of a message" in caught.value.message
 
 
 def test_it_times_out_when_the_server_stops_mid_message():
@@ -124,10 +114,11 @@ def test_it_times_out_when_the_server_stops_mid_message():
         client = logged_in(pop)
         started = time.monotonic()
         with pytest.raises(Pop3TimeoutError) as caught:
-            client.retr_to(1, io.BytesIO())
+            fetch(client, [1])
     assert time.monotonic() - started < 3
     assert caught.value.transient is True
     assert "No answer from 127.0.0.1" in caught.value.message
+    assert "RETR 1" in caught.value.message
 
 
 def test_it_times_out_when_the_server_never_greets():
@@ -138,35 +129,131 @@ def test_it_times_out_when_the_server_never_greets():
     assert time.monotonic() - started < 3
 
 
-@pytest.mark.parametrize("fault", ["garbage_greeting", "garbage_retr", "long_reply"])
-def test_it_raises_protocol_error_on_garbage(fault):
+def test_it_ends_a_session_with_a_trickling_server():
+    # One byte every 50 ms keeps every read alive; the progress rule (here 1 KiB per 0.5 s
+    # of waiting) ends the session all the same.
+    with FaultPop(MESSAGES, faults={"trickle"}, trickle_delay=0.05) as pop:
+        started = time.monotonic()
+        with pytest.raises(Pop3TimeoutError) as caught:
+            connected(pop, timeout=5, min_progress=1024, progress_window=0.5)
+    assert time.monotonic() - started < 5
+    assert "too slow to be a working server" in caught.value.message
+
+
+def test_it_lets_a_slow_but_steady_server_finish():
+    # About 1,000 bytes a second against a rule of 64 bytes per 0.2 s of waiting.
+    with FaultPop(MESSAGES, faults={"trickle"}, trickle_delay=0.001) as pop:
+        client = logged_in(pop, timeout=5, min_progress=64, progress_window=0.2)
+        bodies, _, _ = fetch(client, [1])
+        client.quit(deletions=False)
+    assert bodies[1] == MESSAGES[0]
+
+
+def test_it_does_not_quote_a_service_that_is_not_pop3():
+    with (
+        FaultPop(MESSAGES, faults={"garbage_greeting"}) as pop,
+        pytest.raises(Pop3ProtocolError) as caught,
+    ):
+        connected(pop)
+    assert "does not speak POP3" in caught.value.message
+    assert "Welcome" not in caught.value.message  # the other service's banner stays out
+
+
+@pytest.mark.parametrize("fault", ["garbage_retr", "long_reply"])
+def test_it_names_the_command_whose_reply_is_broken(fault):
     with FaultPop(MESSAGES, faults={fault}) as pop, pytest.raises(Pop3ProtocolError) as caught:
         client = logged_in(pop)
-        client.retr_to(1, io.BytesIO())
-    assert "garbage" in caught.value.message
+        fetch(client, [1])
+    assert "broke the reply to RETR 1" in caught.value.message
 
 
-def test_it_reports_a_vanished_message_and_keeps_the_stream_in_step():
+def test_it_reports_a_refused_message_and_keeps_the_stream_in_step():
     with FaultPop(MESSAGES, gone={2}) as pop:
         client = logged_in(pop)
-        rec = Recorder()
-        rec.run(client, [1, 2, 3], on_error=rec.on_error)
+        bodies, refused, batch = fetch(client, [1, 2, 3])
         client.noop()  # still in step with the server
-        client.quit()
-    assert sorted(rec.done) == [1, 3]
-    assert list(rec.errors) == [2]
-    assert rec.errors[2].msgno == 2
-    assert 2 not in rec.sinks  # no sink is opened for a message the server refused
+        client.quit(deletions=False)
+    assert sorted(bodies) == [1, 3]
+    assert refused == {2: "[SYS/PERM] Message cannot be read"}
+    assert [r.number for r in batch.proof.proven] == [1, 3]
+    assert batch.leftover == []
 
 
-def test_it_raises_the_vanished_message_after_delivering_the_others():
-    with FaultPop(MESSAGES, gone={1}, faults={"no_pipelining"}) as pop:
+def test_it_proves_nothing_after_a_reply_that_runs_on_in_a_pipeline():
+    # Message 2 lacks its terminating line: its reply swallows message 3's. Pipelined, the
+    # replies after it would be credited to the wrong message numbers.
+    messages = [b"Subject: %d\n\nbody %d\n" % (n, n) for n in range(1, 7)]
+    with FaultPop(messages, broken={2: "no_terminator"}) as pop:
         client = logged_in(pop)
-        rec = Recorder()
-        with pytest.raises(Pop3MessageGoneError) as caught:
-            rec.run(client, [1, 2, 3])
-    assert caught.value.msgno == 1
-    assert sorted(rec.done) == [2, 3]
+        batch, error = fetch_until_broken(client, range(1, 7))
+    # The replies ran one short: the NOOP after the last RETR was read as its status and
+    # its body never ended.
+    assert isinstance(error, Pop3TimeoutError)
+    assert batch.proof.proven == []  # out of step: nothing is proven, not even message 1
+    assert batch.proof.in_step is False
+    assert batch.proof.replies[1].octets > 2 * batch.proof.replies[1].listed
+    assert batch.leftover == [1, 2, 3, 4, 5, 6]
+
+
+def test_it_reads_again_one_at_a_time_what_a_pipeline_could_not_prove():
+    # The server announces a tenth of message 2's size: the stream stays in step, but the
+    # pipelined replies from message 2 on are not proven; one at a time they are.
+    messages = [b"Subject: %d\n\n" % n + b"x" * 500 + b"\n" for n in range(1, 6)]
+    with FaultPop(messages, broken={2: "lie_size"}) as pop:
+        client = logged_in(pop)
+        _bodies, _, batch = fetch(client, range(1, 6))
+        assert [r.number for r in batch.proof.proven] == [1]
+        assert batch.proof.in_step is True
+        assert batch.leftover == [2, 3, 4, 5]
+        again, _, retry = fetch(client, batch.leftover, pipeline=False)
+        client.quit(deletions=False)
+    assert [r.number for r in retry.proof.proven] == [2, 3, 4, 5]
+    assert {n: again[n] for n in again} == {n: messages[n - 1] for n in (2, 3, 4, 5)}
+    assert retry.proof.first_inexact().number == 2  # evidence, not an error, one at a time
+
+
+def test_it_proves_one_at_a_time_by_the_status_line_that_follows():
+    messages = [b"Subject: %d\n\nbody %d\n" % (n, n) for n in range(1, 5)]
+    with FaultPop(messages, broken={3: "early_dot"}) as pop:
+        client = logged_in(pop)
+        batch, error = fetch_until_broken(client, range(1, 5), pipeline=False)
+    # Message 3 ended early; the rest of it stood where RETR 4's status belongs.
+    assert isinstance(error, Pop3ProtocolError)
+    assert "broke the reply to RETR 4" in error.message
+    assert [r.number for r in batch.proof.proven] == [1, 2]
+
+
+def test_it_enables_utf8_and_so_gets_the_message_not_a_notice():
+    eight_bit = b"Subject: \xc3\xa9t\xc3\xa9\n\nna\xc3\xafve\n"
+    with FaultPop([eight_bit, MESSAGES[0]], faults={"utf8_notice"}) as pop:
+        client = logged_in(pop)
+        assert client.utf8 is True
+        bodies, _, _ = fetch(client, [1, 2])
+        client.quit(deletions=False)
+    assert pop.commands()[:2] == ["CAPA", "UTF8"]  # before login (RFC 6856 §2)
+    assert bodies[1] == eight_bit
+    assert NOTICE not in bodies.values()
+
+
+def test_it_fetches_nothing_when_utf8_is_offered_but_refused():
+    with (
+        FaultPop(MESSAGES, faults={"utf8_refused"}) as pop,
+        pytest.raises(Pop3ProtocolError) as caught,
+    ):
+        connected(pop)
+    assert "refused to enable it" in caught.value.message
+    assert caught.value.transient is False
+    assert not {"USER", "PASS", "AUTH"} & set(pop.commands())
+
+
+def test_it_ignores_a_failed_quit_when_nothing_was_deleted():
+    with FaultPop(MESSAGES, faults={"quit_err"}) as pop:
+        client = logged_in(pop)
+        client.quit(deletions=False)
+        client = logged_in(pop)
+        client.dele_many([1])
+        with pytest.raises(Pop3ProtocolError, match="could not apply the deletions"):
+            client.quit(deletions=True)
 
 
 def test_it_returns_none_when_the_server_has_no_uidl():
@@ -188,10 +275,10 @@ def test_it_counts_octets_as_received_not_as_listed():
     with FaultPop(MESSAGES, faults={"wrong_list_sizes"}) as pop:
         client = logged_in(pop)
         listed = client.list()
-        rec = Recorder()
-        rec.run(client, listed)
+        _, _, batch = fetch(client, listed, pipeline=False)
         client.quit()
-    assert all(rec.octets[n] == listed[n] - 10 for n in listed)
+    assert all(r.octets == listed[r.number] - 10 for r in batch.proof.replies)
+    assert [r.number for r in batch.proof.proven] == [1, 2, 3]  # one at a time: proven
 
 
 def test_it_rejects_a_password_as_not_transient():
@@ -268,15 +355,15 @@ def test_it_keeps_the_password_out_of_reprs_and_errors():
 def test_it_applies_deletions_only_at_quit():
     with FaultPop(MESSAGES) as pop:
         client = logged_in(pop)
-        client.dele(1)
+        assert client.dele_many([1]) == ([1], [])
         client.close()
         assert pop.deleted == []
         client = logged_in(pop)
-        client.dele(2)
+        client.dele_many([2, 3])
         client.quit()
-        assert pop.deleted == [2]
+        assert pop.deleted == [2, 3]
         client = logged_in(pop)
-        assert client.stat()[0] == 2
+        assert client.stat()[0] == 1
         client.close()
 
 
@@ -322,37 +409,16 @@ def test_it_works_over_implicit_tls_with_a_trusted_ca(tmp_path):
         client = Client("localhost", pop.port, Security.SSL, ssl_context=trusted, timeout=2)
         client.connect()
         client.login("user", "pass")
-        sink = io.BytesIO()
-        client.retr_to(2, sink)
+        bodies, _, _ = fetch(client, [2])
         client.quit()
-    assert sink.getvalue() == MESSAGES[1]
+    assert bodies[2] == MESSAGES[1]
 
 
 def test_it_refuses_commands_after_an_error():
     with FaultPop(MESSAGES, faults={"drop_mid_retr"}) as pop:
         client = logged_in(pop)
         with pytest.raises(Pop3ProtocolError):
-            client.retr_to(1, io.BytesIO())
+            fetch(client, [1])
+        assert client.broken
         with pytest.raises(Pop3ProtocolError, match="closed after an earlier error"):
             client.noop()
-
-
-def test_it_unstuffs_any_byte_sequence_split_anywhere():
-    # The reader against a byte feed: random content, random recv sizes down to one byte.
-    rnd = random.Random(1939)
-    pieces = [b"a", b".", b"\r", b"\n", b"\r\n", b"..", b"\x00", b"\xff", b"x" * 40]
-    for _ in range(2000):
-        messages = [b"".join(rnd.choices(pieces, k=rnd.randint(0, 30))) for _ in range(3)]
-        wire = b"".join(b"+OK\r\n" + wire_body(m) for m in messages) + b"+OK end\r\n"
-        feed = io.BytesIO(wire)
-
-        def recv(size: int, feed: io.BytesIO = feed) -> bytes:
-            return feed.read(min(size, rnd.randint(1, 9)))
-
-        reader = ReplyReader(recv, chunk=rnd.randint(1, 16))
-        for message in messages:
-            assert reader.read_line(100) == b"+OK"
-            out: list[bytes] = []
-            assert reader.read_body(out.append) == wire_size(message)
-            assert b"".join(out) == (expected(message) if message else b"")
-        assert reader.read_line(100) == b"+OK end"

@@ -51,16 +51,59 @@ def test_it_never_renders_the_stored_password(admin_client, domain):
     assert binding.password_encrypted not in page
 
 
+def _same_servers(binding: Binding, **overrides) -> dict:
+    """The form as an edit of `binding` that keeps its servers and accounts."""
+    endpoint = {
+        "host": binding.host, "port": binding.port, "security": binding.security,
+        "username": binding.username, "smtp_host": binding.smtp_host,
+        "smtp_port": binding.smtp_port, "smtp_security": binding.smtp_security,
+        "smtp_username": binding.smtp_username,
+    }  # fmt: skip
+    return _data(**{**endpoint, "isp_password": "", **overrides})
+
+
 def test_it_keeps_the_stored_password_when_the_field_is_blank(admin_client, domain):
     binding = BindingFactory(account=AccountFactory(domain=domain))
     response = admin_client.post(
         reverse("binding-edit", args=[binding.account_id, binding.pk]),
-        _data(username=binding.username, isp_password="", port=110, security="starttls"),
+        _same_servers(binding, fetch_interval_minutes=15),
     )
     assert response.status_code == 302
     binding.refresh_from_db()
-    assert binding.port == 110
+    assert binding.fetch_interval_minutes == 15
     assert binding.get_isp_password() == ISP_PASSWORD
+
+
+@pytest.mark.parametrize(
+    ("changed", "field"),
+    [
+        ({"host": "pop.attacker.example"}, "isp_password"),
+        ({"port": 110, "security": "starttls"}, "isp_password"),
+        ({"username": "someone-else"}, "isp_password"),
+        ({"smtp_host": "smtp.attacker.example"}, "smtp_password"),
+        ({"smtp_port": 25}, "smtp_password"),
+    ],
+)
+def test_it_wants_the_password_again_when_the_server_changes(admin_client, domain, changed, field):
+    # Issue 11: a stored password must never follow an edited server or account.
+    binding = BindingFactory(account=AccountFactory(domain=domain))
+    before = Binding.objects.get(pk=binding.pk)
+    response = admin_client.post(
+        reverse("binding-edit", args=[binding.account_id, binding.pk]),
+        _same_servers(binding, **changed),
+    )
+    assert response.status_code == 200
+    assert "only ever sent to the server it was typed for" in response.content.decode()
+    binding.refresh_from_db()
+    for name in changed:
+        assert getattr(binding, name) == getattr(before, name)
+    # Typed again, the change is saved.
+    retyped = {field: "Retyped-Pass-9", "isp_password": "Retyped-Pass-9"}
+    response = admin_client.post(
+        reverse("binding-edit", args=[binding.account_id, binding.pk]),
+        _same_servers(binding, **changed, **retyped),
+    )
+    assert response.status_code == 302
 
 
 def test_it_requires_a_password_for_a_new_binding(admin_client, domain):
@@ -103,9 +146,9 @@ def test_it_does_not_overwrite_what_a_fetch_wrote_meanwhile(admin_client, domain
     admin_client.get(url)
     # A fetch finishes between loading the form and saving it.
     Binding.objects.filter(pk=binding.pk).update(messages_fetched=42, bytes_fetched=4200)
-    admin_client.post(url, _data(username=binding.username, isp_password="", port=110))
+    admin_client.post(url, _same_servers(binding, fetch_interval_minutes=30))
     binding.refresh_from_db()
-    assert binding.port == 110
+    assert binding.fetch_interval_minutes == 30
     assert (binding.messages_fetched, binding.bytes_fetched) == (42, 4200)
 
 

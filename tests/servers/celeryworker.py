@@ -75,6 +75,7 @@ def celery_worker(tmp_path: Path, env: dict[str, str], concurrency: int = 1) -> 
         "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT'] or 5432}/{db['NAME']}",
         "ISP_SECRET_KEYS": ",".join(settings.ISP_SECRET_KEYS),
         "LOG_LEVEL": "INFO",
+        "ISP_ALLOW_PRIVATE_ADDRESSES": "true",  # the test "ISP" servers are on loopback
         **env,
     }
     log = tmp_path / "worker.log"

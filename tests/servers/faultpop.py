@@ -23,8 +23,21 @@ Faults (names in ``faults``):
   hang_mid_retr      stop halfway through a RETR body and keep the connection open
   garbage_retr       answer RETR with a line that is not a POP3 reply
   long_reply         answer RETR with a 100 KB status line
+  trickle            send every reply one byte at a time, ``trickle_delay`` s apart
+  utf8               CAPA lists UTF8 and the UTF8 command enables it (RFC 6856)
+  utf8_notice        as utf8, and without UTF8 mode a message with 8-bit bytes is replaced
+                     by a notice ("cannot display Unicode"), as RFC 6856 servers may do
+  utf8_refused       CAPA lists UTF8 but the UTF8 command answers -ERR
+  quit_err           QUIT answers -ERR (and applies nothing)
 ``tls`` (a server-side SSLContext) makes it a POP3S server (implicit TLS).
-``gone`` holds message numbers whose RETR answers -ERR (deleted by another client).
+``gone`` holds message numbers whose RETR answers -ERR (the server refuses to hand them out).
+``broken`` maps a message number to how its RETR reply is misframed:
+  no_terminator      the body is sent without its terminating "." line, so the next
+                     reply runs on inside it
+  early_dot          a lone "." line is sent unstuffed in the middle of the body (the
+                     reader sees the end there; the rest arrives where a status belongs)
+  garbage_status     the status line is not a POP3 reply (this message only)
+  lie_size           LIST and "+OK n octets" announce a tenth of the real size
 """
 
 from __future__ import annotations
@@ -36,6 +49,11 @@ import socketserver
 import ssl
 import threading
 from collections.abc import Iterable
+
+NOTICE = (
+    b"Subject: Message could not be displayed\n\n"
+    b"This message contains Unicode that cannot be displayed without UTF-8 mode.\n"
+)
 
 
 def wire_body(stored: bytes) -> bytes:
@@ -65,6 +83,8 @@ class FaultPop:
         *,
         faults: Iterable[str] = (),
         gone: Iterable[int] = (),
+        broken: dict[int, str] | None = None,
+        trickle_delay: float = 1.0,
         username: str = "user",
         password: str = "pass",
         tls: ssl.SSLContext | None = None,
@@ -77,6 +97,8 @@ class FaultPop:
         )
         self.faults = set(faults)
         self.gone = set(gone)
+        self.broken = dict(broken or {})
+        self.trickle_delay = trickle_delay
         self.username, self.password = username, password
         self.log: list[str] = []
         self.deleted: list[int] = []
@@ -140,9 +162,17 @@ class _Session:
         self.authed = False
         self.view = pop._visible()  # message number -> original number (1-based)
         self.marked: set[int] = set()
+        self.utf8 = False
 
     def send(self, data: bytes | str) -> None:
-        self.sock.sendall(data.encode() if isinstance(data, str) else data)
+        data = data.encode() if isinstance(data, str) else bytes(data)
+        if "trickle" in self.faults:
+            for i in range(len(data)):
+                if self.pop._stop.wait(self.pop.trickle_delay):
+                    return
+                self.sock.sendall(data[i : i + 1])
+            return
+        self.sock.sendall(data)
 
     def hang(self) -> None:
         self.pop._stop.wait(30)
@@ -174,10 +204,18 @@ class _Session:
         caps += [] if "no_uidl" in self.faults else ["UIDL"]
         caps += [] if "no_pipelining" in self.faults else ["PIPELINING"]
         caps += ["STLS"] if "offer_stls" in self.faults else []
+        if {"utf8", "utf8_notice", "utf8_refused"} & self.faults:
+            caps += ["UTF8"]
         self.send("+OK\r\n" + "".join(f"{c}\r\n" for c in caps) + ".\r\n")
 
     def do_STLS(self, arg: str) -> None:
         self.send("-ERR TLS not available\r\n")
+
+    def do_UTF8(self, arg: str) -> None:
+        if self.authed or "utf8_refused" in self.faults:
+            return self.send("-ERR UTF8 not available\r\n")
+        self.utf8 = True
+        self.send("+OK UTF8 enabled\r\n")
 
     def do_USER(self, arg: str) -> None:
         self.user = arg
@@ -209,9 +247,17 @@ class _Session:
         _, user, password = base64.b64decode(initial).decode().split("\0")
         self._login(user, password == self.pop.password)
 
+    def _content(self, orig: int) -> bytes:
+        message = self.pop.messages[orig - 1]
+        if "utf8_notice" in self.faults and not self.utf8 and any(b > 127 for b in message):
+            return NOTICE
+        return message
+
     def _size(self, orig: int) -> int:
         # RFC 1939 size: what is sent with CRLF line ends, without stuffing or terminator.
-        size = wire_size(self.pop.messages[orig - 1])
+        size = wire_size(self._content(orig))
+        if self.pop.broken.get(orig) == "lie_size":
+            return size // 10
         return size + (10 if "wrong_list_sizes" in self.faults else 0)
 
     def _msg(self, arg: str) -> int | None:
@@ -251,8 +297,18 @@ class _Session:
         if orig is None:
             return None
         if int(arg) in self.pop.gone:
-            return self.send("-ERR Message was deleted by another session\r\n")
-        body = self.pop._wire[orig - 1]
+            return self.send("-ERR [SYS/PERM] Message cannot be read\r\n")
+        content = self._content(orig)
+        body = self.pop._wire[orig - 1] if content is self.pop.messages[orig - 1] else None
+        body = body if body is not None else wire_body(content)
+        how = self.pop.broken.get(orig)
+        if how == "garbage_status":
+            return self.send("This is not a status line\r\n" + body.decode("latin-1"))
+        if how == "no_terminator":
+            body = body[: -len(b".\r\n")]
+        elif how == "early_dot":
+            middle = body.find(b"\r\n", len(body) // 3) + 2
+            body = body[:middle] + b".\r\n" + body[middle:]
         self.send(f"+OK {self._size(orig)} octets\r\n")
         if "drop_mid_retr" in self.faults or "hang_mid_retr" in self.faults:
             self.send(body[: len(body) // 2])
@@ -277,6 +333,9 @@ class _Session:
         self.send("+OK\r\n")
 
     def do_QUIT(self, arg: str) -> bool:
+        if "quit_err" in self.faults:
+            self.send("-ERR [SYS/TEMP] could not update the mailbox\r\n")
+            return False
         if self.authed:  # UPDATE state: only now do the DELEs take effect
             with self.pop._lock:
                 self.pop.deleted += [self.view[n - 1] for n in sorted(self.marked)]

@@ -39,6 +39,11 @@ class Command(BaseCommand):
         parser.add_argument("--smtp-security", choices=Security.values, default=Security.STARTTLS)
         parser.add_argument("--smtp-user", help="SMTP account (default: --user)")
         parser.add_argument("--deadline", type=float, help="overall time limit in seconds")
+        parser.add_argument(
+            "--smtp",
+            action="store_true",
+            help="test the SMTP relay of stored bindings that do not carry outgoing mail too",
+        )
 
     def handle(self, *args, **options) -> None:
         if options["host"]:
@@ -66,6 +71,15 @@ class Command(BaseCommand):
     def _binding_report(self, binding: Binding, options) -> detect.Report:
         self.stdout.write(f"Remote POP3 account {binding.username} of {binding.account.address}:")
         smtp_user, smtp_password = binding.smtp_credentials()
+        smtp = None
+        if binding.is_outgoing_relay or options["smtp"]:
+            smtp = detect.Target(
+                binding.smtp_host,
+                binding.smtp_port,
+                binding.smtp_security,
+                smtp_user,
+                smtp_password,
+            )
         return detect.detect(
             pop3=detect.Target(
                 binding.host,
@@ -74,13 +88,7 @@ class Command(BaseCommand):
                 binding.username,
                 binding.get_isp_password(),
             ),
-            smtp=detect.Target(
-                binding.effective_smtp_host,
-                binding.smtp_port,
-                binding.smtp_security,
-                smtp_user,
-                smtp_password,
-            ),
+            smtp=smtp,
             deadline=options["deadline"],
         )
 

@@ -2,8 +2,9 @@
 
 Runs the same service as the workers (mapping.fetch.binding_fetch), one binding after the
 other, with a progress bar on stderr (when it is a terminal) and a summary table on
-stdout. Exit status 1 when any fetch failed. A binding whose fetch is running elsewhere is
-reported as skipped, not waited for.
+stdout. Exit status 1 when any fetch failed or was skipped. A binding whose fetch is
+running elsewhere is reported as skipped, naming who holds it, not waited for; a fetch
+left by a process of this host that no longer runs is taken over at once.
 """
 
 from __future__ import annotations
@@ -79,8 +80,11 @@ class Command(BaseCommand):
         failed = [
             r for _, r, _ in rows if r.outcome in (FetchOutcome.ERROR, FetchOutcome.AUTH_FAILED)
         ]
-        if failed:
-            raise CommandError(f"{len(failed)} of {len(rows)} fetches failed.", returncode=1)
+        skipped = [r for _, r, _ in rows if r.outcome == FetchOutcome.SKIPPED]
+        if failed or skipped:
+            parts = [f"{len(failed)} of {len(rows)} fetches failed"] if failed else []
+            parts += [f"{len(skipped)} skipped (another fetch holds them)"] if skipped else []
+            raise CommandError("; ".join(parts) + ".", returncode=1)
 
     def _summary(self, rows) -> None:
         header = ("Account", "ISP account", "Outcome", "Messages", "Size", "Deleted", "Time")

@@ -1,18 +1,22 @@
-"""Outbound connections for Detect: resolve once, vet every address, connect to what was vetted.
+"""Every connection the product opens to an ISP goes through here: the one outbound seam.
 
-A "test connection" button lets a console user make the server open TCP connections to
-hosts of their choosing, which is a classic SSRF hole (appsmith, halo, mailpit's IPv6
-bypass). So:
+Fetch, Detect, the relay route handed to Postfix and the OAuth endpoints all reach hosts a
+console user typed, which is a classic SSRF hole (appsmith, halo, mailpit's IPv6 bypass;
+design.md: "A guard on one path is not a guard"). So:
 
-- the target must be in ``DETECT_ALLOWED_TARGETS`` when that list is set, checked before any
-  lookup (a DNS query is already traffic the user chose);
+- when ``ISP_ALLOWED_TARGETS`` is set, the target must be in it: by the name as typed,
+  checked before any lookup (a DNS query is already traffic the user chose), or, when the
+  list holds addresses, by every address the name resolves to;
 - the name is resolved exactly once; every address it yields is vetted, and one bad address
   refuses the whole target (a rebinding name may mix a public address with 169.254.169.254);
 - link-local, cloud-metadata, unspecified, multicast, broadcast and reserved addresses are
   always refused, also when spelt as IPv6 (``::ffff:169.254.169.254``, NAT64, 6to4, ...);
-  loopback and private ranges only when ``DETECT_ALLOW_PRIVATE`` is on;
+  loopback, private, CGNAT and other non-global ranges only when
+  ``ISP_ALLOW_PRIVATE_ADDRESSES`` is on or the target is listed in ``ISP_ALLOWED_TARGETS``;
 - ``connect()`` takes only ``VettedAddress`` objects, which only ``resolve()`` makes, and
   connects to the literal address: no second lookup that could answer differently.
+
+A refusal is an ``OutboundError`` whose ``message`` is a sentence for an administrator.
 """
 
 from __future__ import annotations
@@ -45,7 +49,7 @@ _NAT64 = ipaddress.ip_network("64:ff9b::/96")
 _NAT64_LOCAL = ipaddress.ip_network("64:ff9b:1::/48")
 
 
-class NetguardError(Exception):
+class OutboundError(Exception):
     """Base: ``message`` is a sentence for an administrator."""
 
     def __init__(self, message: str) -> None:
@@ -53,15 +57,15 @@ class NetguardError(Exception):
         self.message = message
 
 
-class TargetRefusedError(NetguardError):
+class TargetRefusedError(OutboundError):
     """The target or one of its addresses is not allowed; nothing was connected."""
 
 
-class ResolveError(NetguardError):
+class ResolveError(OutboundError):
     """The name did not resolve (or not in time)."""
 
 
-class ConnectError(NetguardError):
+class ConnectError(OutboundError):
     """No vetted address accepted a TCP connection."""
 
     def __init__(self, message: str, *, timed_out: bool = False) -> None:
@@ -71,7 +75,7 @@ class ConnectError(NetguardError):
 
 @dataclass(frozen=True)
 class Policy:
-    """What Detect may reach; ``from_settings()`` reads the DETECT_* settings."""
+    """What the product may reach; ``from_settings()`` reads the ISP_* settings."""
 
     allow_private: bool = False
     allowed_targets: tuple[str, ...] = ()
@@ -81,8 +85,8 @@ class Policy:
         from django.conf import settings
 
         return cls(
-            allow_private=bool(settings.DETECT_ALLOW_PRIVATE),
-            allowed_targets=tuple(settings.DETECT_ALLOWED_TARGETS or ()),
+            allow_private=bool(settings.ISP_ALLOW_PRIVATE_ADDRESSES),
+            allowed_targets=tuple(settings.ISP_ALLOWED_TARGETS or ()),
         )
 
 
@@ -114,18 +118,20 @@ def _parse_target(entry: str) -> tuple[str, str]:
     return host.rstrip("."), port or "*"
 
 
-def check_allowed(host: str, port: int, policy: Policy) -> None:
-    """Refuse a target missing from a non-empty DETECT_ALLOWED_TARGETS."""
-    if not policy.allowed_targets:
-        return
-    name = host.strip().lower().rstrip(".")
+def listed(host: str, port: int, policy: Policy) -> bool:
+    """Whether ``host`` (a name as typed, or an address) and port are in ISP_ALLOWED_TARGETS."""
+    name = host.strip().lower().strip("[]").rstrip(".")
     for entry in policy.allowed_targets:
         allowed_host, allowed_port = _parse_target(entry)
         if allowed_host == name and allowed_port in ("*", str(port)):
-            return
-    raise TargetRefusedError(
-        f"{host}:{port} is not in the list of servers Detect may test "
-        "(DETECT_ALLOWED_TARGETS); ask the operator of this server to add it."
+            return True
+    return False
+
+
+def _not_listed(host: str, port: int) -> TargetRefusedError:
+    return TargetRefusedError(
+        f"{host}:{port} is not in the list of servers AAMail may connect to "
+        "(ISP_ALLOWED_TARGETS); ask the operator of this server to add it."
     )
 
 
@@ -149,7 +155,7 @@ def _embedded_ipv4(ip: ipaddress.IPv6Address) -> tuple[ipaddress.IPv4Address, bo
 
 
 def refusal(ip: IPAddress, *, allow_private: bool) -> str | None:
-    """Why Detect may not connect to `ip` (a phrase), or None if it may."""
+    """Why the product may not connect to `ip` (a phrase), or None if it may."""
     if isinstance(ip, ipaddress.IPv6Address):
         if ip.scope_id:
             ip = ipaddress.IPv6Address(str(ip).split("%", 1)[0])
@@ -196,7 +202,7 @@ def _lookup(host: str, port: int, timeout: float) -> list[IPAddress]:
         except Exception as exc:  # handed over to the waiting thread
             box["error"] = exc
 
-    worker = threading.Thread(target=run, name="detect-resolve", daemon=True)
+    worker = threading.Thread(target=run, name="outbound-resolve", daemon=True)
     worker.start()
     worker.join(max(timeout, 0.0))
     if worker.is_alive():
@@ -232,20 +238,42 @@ def _literal(host: str) -> IPAddress | None:
 
 def resolve(host: str, port: int, *, policy: Policy, timeout: float) -> list[VettedAddress]:
     """Resolve `host` once and vet every address; raise TargetRefusedError on any bad one."""
-    check_allowed(host, port, policy)
     literal = _literal(host)
+    name_listed = listed(host, port, policy)
+    by_address = any(_literal(_parse_target(e)[0]) for e in policy.allowed_targets)
+    if policy.allowed_targets and not name_listed and (literal is not None or not by_address):
+        raise _not_listed(host, port)  # before any lookup
     addresses = [literal] if literal is not None else _lookup(host, port, timeout)
+    # A name not in the list may still stand for listed addresses, every one of them.
+    if (
+        policy.allowed_targets
+        and not name_listed
+        and not all(listed(str(ip), port, policy) for ip in addresses)
+    ):
+        raise _not_listed(host, port)
     for ip in addresses:
-        why = refusal(ip, allow_private=policy.allow_private)
+        # An operator who listed a target allowed its private address on purpose.
+        allow_private = policy.allow_private or bool(policy.allowed_targets)
+        why = refusal(ip, allow_private=allow_private)
         if why is not None:
             shown = str(ip) if str(ip) == host else f"{host} ({ip})"
             hint = (
-                " Detect reaches those only when the DETECT_ALLOW_PRIVATE setting is on."
+                " AAMail reaches those only when ISP_ALLOW_PRIVATE_ADDRESSES is on, or the "
+                "server is listed in ISP_ALLOWED_TARGETS."
                 if why.startswith(_PRIVATE)
                 else ""
             )
-            raise TargetRefusedError(f"Detect does not connect to {shown}: it is {why}.{hint}")
+            raise TargetRefusedError(f"AAMail does not connect to {shown}: it is {why}.{hint}")
     return [VettedAddress(ip, _TOKEN) for ip in addresses]
+
+
+def open_connection(
+    host: str, port: int, *, timeout: float, policy: Policy | None = None
+) -> tuple[socket.socket, VettedAddress]:
+    """Resolve, vet and connect in one call, within ``timeout`` overall (fetch, relay, OAuth)."""
+    stop = time.monotonic() + timeout
+    addresses = resolve(host, port, policy=policy or Policy.from_settings(), timeout=timeout)
+    return connect(addresses, port, timeout=max(0.05, stop - time.monotonic()))
 
 
 # --- connecting ---------------------------------------------------------------------------

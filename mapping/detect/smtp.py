@@ -12,8 +12,8 @@ import smtplib
 import socket
 import ssl
 
-from . import tlsinfo
-from .detect_run import OK, Run, Target, secs, size
+from . import certificates
+from .run import OK, Run, Target, secs, size
 
 
 def smtp_plan(security: str) -> list[str]:
@@ -53,14 +53,14 @@ def _wrap(run: Run, sock: socket.socket, target: Target) -> ssl.SSLSocket:
     except (ssl.SSLError, OSError) as exc:
         sock.close()
         where = f"{target.host}:{target.port}"
-        raise run.fail("TLS handshake", tlsinfo.handshake_failure(exc, where)) from None
+        raise run.fail("TLS handshake", certificates.handshake_failure(exc, where)) from None
     run.sockets.append(tls)
     run.add("TLS handshake", OK, _summary(tls))
     return tls
 
 
 def _summary(tls: ssl.SSLSocket) -> str:
-    return tlsinfo.session_summary(tls.version(), tls.getpeercert(binary_form=True))
+    return certificates.session_summary(tls.version(), tls.getpeercert(binary_form=True))
 
 
 def _session(run: Run, smtp: smtplib.SMTP, target: Target, wait: float) -> None:
@@ -97,7 +97,7 @@ def _starttls(run: Run, smtp: smtplib.SMTP, target: Target, wait: float) -> None
         if isinstance(exc, ssl.SSLCertVerificationError):
             message = run.cert_failure(exc, target, "SMTP")
         else:
-            message = tlsinfo.handshake_failure(exc, where)
+            message = certificates.handshake_failure(exc, where)
         raise run.fail("TLS handshake", message) from None
     run.add("STARTTLS", OK, "The server accepted STARTTLS.")
     run.add("TLS handshake", OK, _summary(smtp.sock))
@@ -185,7 +185,7 @@ class _TlsFailed(Exception):
 
 
 class _AdoptingSMTP(smtplib.SMTP):
-    """smtplib on a socket netguard connected (smtplib would otherwise look the name up)."""
+    """smtplib on a socket the outbound guard connected (smtplib would look the name up)."""
 
     def __init__(self, sock: socket.socket, **kwargs) -> None:
         self._adopt = sock

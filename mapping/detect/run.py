@@ -1,9 +1,10 @@
 """One Detect run: step results, the overall deadline, and the steps both protocols share.
 
-``detect.py`` (POP3) and ``detect_smtp.py`` (SMTP) write their ordered steps as functions of
-a ``Run``: it records each ``Step`` (never with a password in it), hands out the time each
-network wait may take, and does name resolution, TCP connect and the certificate report the
-same way for both. The public names are re-exported by ``detect.py``.
+``pop3.py`` and ``smtp.py`` write their ordered steps as functions of a ``Run``: it records
+each ``Step`` (never with a password in it), hands out the time each network wait may take
+(``Run.timeout``: at most POP3_TIMEOUT, half the deadline, and what is left of it), and does
+name resolution and TCP connect through the outbound guard, and the certificate report, the
+same way for both. The public names are re-exported by ``mapping.detect``.
 """
 
 from __future__ import annotations
@@ -19,15 +20,16 @@ from dataclasses import dataclass, field
 
 from django.conf import settings
 
-from . import netguard, tlsinfo
-from .pop3_auth import check_value
-from .tls import isp_ssl_context
+from .. import outbound
+from ..pop3 import check_value, redact
+from ..tls import isp_ssl_context
+from . import certificates
 
-# Named for the module callers know, so logging settings keep matching after the split.
 logger = logging.getLogger("mapping.detect")
 
 OK, WARN, FAIL, SKIP = "ok", "warn", "fail", "skip"
 SECURITY_LABELS = {"ssl": "SSL/TLS", "starttls": "STARTTLS", "none": "no encryption"}
+# Named for the module callers know, so logging settings keep matching after the moves.
 _WATCHDOG_GRACE = 0.5  # the sockets' own timeouts fire first; the watchdog is the backstop
 
 
@@ -59,6 +61,13 @@ class Section:
     def ok(self) -> bool:
         return bool(self.steps) and all(s.status in (OK, WARN) for s in self.steps)
 
+    @property
+    def verdict(self) -> str:
+        """'POP3 works' or 'the SMTP relay failed at AUTH'."""
+        name = "POP3" if self.protocol == "POP3" else "the SMTP relay"
+        failed = next((s.name for s in self.steps if s.status == FAIL), None)
+        return f"{name} works" if failed is None else f"{name} failed at {failed}"
+
 
 @dataclass
 class Report:
@@ -70,6 +79,12 @@ class Report:
     def ok(self) -> bool:
         return all(section.ok for section in self.sections)
 
+    @property
+    def verdict(self) -> str:
+        """Which part works and which failed: 'POP3 works; the SMTP relay failed at AUTH.'"""
+        text = "; ".join(section.verdict for section in self.sections)
+        return text[:1].upper() + text[1:] + "."
+
     def as_text(self) -> str:
         """The report as plain text lines (the management command prints this)."""
         marks = {OK: " OK ", WARN: "WARN", FAIL: "FAIL", SKIP: "skip"}
@@ -77,8 +92,7 @@ class Report:
         for section in self.sections:
             lines.append(f"{section.protocol} {section.target}")
             lines += [f"  [{marks[s.status]}] {s.name}: {s.detail}" for s in section.steps]
-        verdict = "everything works" if self.ok else "something failed"
-        lines.append(f"Result: {verdict} ({self.seconds:.1f} s).")
+        lines.append(f"Result: {self.verdict} ({self.seconds:.1f} s)")
         return "\n".join(lines)
 
 
@@ -147,12 +161,12 @@ def size(octets: int) -> str:
 class Run:
     """The state of one run: deadline, policy, the section being written, open sockets."""
 
-    def __init__(self, deadline: Deadline, policy: netguard.Policy, *targets: Target | None):
+    def __init__(self, deadline: Deadline, policy: outbound.Policy, *targets: Target | None):
         self.deadline = deadline
         self.policy = policy
         self.secrets = [t.password for t in targets if t and t.password]
         self.section_now: Section | None = None
-        self.address: netguard.VettedAddress | None = None
+        self.address: outbound.VettedAddress | None = None
         self.sockets: list[socket.socket] = []  # closed when a section ends, whatever happened
 
     # --- bookkeeping ----------------------------------------------------------------------
@@ -192,10 +206,8 @@ class Run:
         return section
 
     def add(self, name: str, status: str, detail: str) -> None:
-        for secret in self.secrets:  # belt and braces: no server echo shows a password
-            if len(secret) >= 4:
-                detail = detail.replace(secret, "***")
-        self.section_now.steps.append(Step(name, status, detail))
+        # Belt and braces: no server echo shows a password.
+        self.section_now.steps.append(Step(name, status, redact(detail, self.secrets)))
 
     def fail(self, name: str, detail: str) -> StepFailed:
         """Record a failed step; the caller raises what this returns."""
@@ -217,15 +229,15 @@ class Run:
     # --- shared steps ---------------------------------------------------------------------
 
     def open(self, target: Target) -> socket.socket:
-        """Name resolution and TCP connect, through netguard."""
+        """Name resolution and TCP connect, through outbound."""
         try:
-            addresses = netguard.resolve(
+            addresses = outbound.resolve(
                 target.host,
                 target.port,
                 policy=self.policy,
                 timeout=self.timeout("Name resolution"),
             )
-        except netguard.NetguardError as exc:
+        except outbound.OutboundError as exc:
             raise self.fail("Name resolution", exc.message) from None
         shown = ", ".join(map(str, addresses))
         if shown == target.host:
@@ -234,10 +246,10 @@ class Run:
             self.add("Name resolution", OK, f"{target.host} → {shown}")
         started = time.monotonic()
         try:
-            sock, self.address = netguard.connect(
+            sock, self.address = outbound.connect(
                 addresses, target.port, timeout=self.timeout("TCP connect")
             )
-        except netguard.ConnectError as exc:
+        except outbound.ConnectError as exc:
             raise self.fail("TCP connect", exc.message) from None
         self.deadline.watch(sock)
         self.sockets.append(sock)
@@ -266,7 +278,7 @@ class Run:
                 timeout=min(3.0, self.deadline.left()),
                 deadline=self.deadline,
             )
-        return tlsinfo.verification_failure(exc, target.host, der)
+        return certificates.verification_failure(exc, target.host, der)
 
     def no_tls_warning(self) -> None:
         self.add(
@@ -303,7 +315,7 @@ def _invalid(target: Target) -> str | None:
 
 
 def _fetch_certificate(
-    address: netguard.VettedAddress,
+    address: outbound.VettedAddress,
     target: Target,
     protocol: str,
     *,
@@ -320,8 +332,8 @@ def _fetch_certificate(
     context.check_hostname = False
     context.verify_mode = ssl.CERT_NONE
     try:
-        sock, _ = netguard.connect([address], target.port, timeout=timeout)
-    except netguard.NetguardError:
+        sock, _ = outbound.connect([address], target.port, timeout=timeout)
+    except outbound.OutboundError:
         return None
     try:
         deadline.watch(sock)

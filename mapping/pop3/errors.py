@@ -1,10 +1,12 @@
 """The POP3 error tree: every failure carries a sentence an administrator can act on.
 
-``.message`` never contains a password; ``.transient`` says whether retrying later can help.
+``.message`` never contains a password (``redact`` hides one a server echoes back);
+``.transient`` says whether retrying later can help.
 """
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 
@@ -25,7 +27,7 @@ class Pop3ConnectError(Pop3Error):
 
 
 class Pop3TimeoutError(Pop3Error):
-    """The server did not answer within the timeout."""
+    """The server did not answer within the timeout, or sent too little for too long."""
 
 
 class Pop3TlsError(Pop3Error):
@@ -60,9 +62,29 @@ class Pop3ProtocolError(Pop3Error):
     """Garbage, an unexpected reply, an overlong line, or a connection lost mid-reply."""
 
 
-class Pop3MessageGoneError(Pop3Error):
-    """-ERR to RETR/DELE of a listed message, e.g. deleted meanwhile by another client."""
+class Pop3RefusedError(Pop3Error):
+    """The server answered -ERR to a command about one message (RETR or DELE of a listed one).
+
+    The session stays usable: the reply was a well-formed status line.
+    """
 
     def __init__(self, message: str, *, msgno: int) -> None:
         super().__init__(message, transient=True)
         self.msgno = msgno
+
+
+def redact(text: str, secrets: tuple[str, ...] | list[str]) -> str:
+    """``text`` with every echo of a secret replaced by ``***``, and nothing else changed.
+
+    A long secret is hidden wherever it appears. A short one (under 6 characters) is hidden
+    only where no letter or digit touches it: replacing every "e" of a server's sentence
+    because the password is "e" would mangle the message and hide nothing worth hiding.
+    """
+    for secret in secrets:
+        if not secret:
+            continue
+        if len(secret) >= 6:
+            text = text.replace(secret, "***")
+        else:
+            text = re.sub(rf"(?<![A-Za-z0-9]){re.escape(secret)}(?![A-Za-z0-9])", "***", text)
+    return text

@@ -1,83 +1,17 @@
-"""Detect: ordered live checks of an ISP's POP3 and SMTP settings -> a list of step results.
+"""Detect's POP3 half: connect, TLS, greeting, CAPA, STARTTLS, login, STAT.
 
-``detect(pop3=Target(...), smtp=Target(...))`` tries the settings the way the fetcher and the
-relay will use them and returns a ``Report``: one ``Step`` per check, in order, each with a
-sentence an administrator can act on. It writes nothing (no database, no files).
-
-Bounds: one overall deadline (settings.DETECT_DEADLINE_SECONDS); each network wait gets at
-most half of it, and a watchdog shuts the sockets down if the deadline passes anyway.
-Safety: every connection goes through ``netguard`` (resolve once, vet, connect to the vetted
-address); TLS is always verified (``tls.isp_ssl_context``: system store plus
-settings.ISP_CA_FILE); STARTTLS, when chosen, is required (fetchmail CVE-2021-39272);
-passwords never appear in a step's text.
-
-Where things are: this module has the entry point and the POP3 steps; ``detect_run.py`` the
-report types, the deadline and the steps both protocols share; ``detect_smtp.py`` the SMTP
-steps; ``tlsinfo.py`` the words for certificates and handshakes.
+The steps go through the same ``pop3.Client`` the fetcher uses, on a socket ``Run.open``
+connected through the outbound guard; each step's wait is ``Run.timeout``.
 """
 
 from __future__ import annotations
 
 import contextlib
 import ssl
-import time
 
-from django.conf import settings
-
-from . import netguard, pop3, tlsinfo
-from .detect_run import (
-    FAIL,
-    OK,
-    SECURITY_LABELS,
-    SKIP,
-    WARN,
-    Deadline,
-    Report,
-    Run,
-    Section,
-    Step,
-    StepFailed,
-    Target,
-    secs,
-    size,
-)
-from .detect_smtp import smtp_plan, smtp_steps
-
-__all__ = [
-    "FAIL",
-    "OK",
-    "SECURITY_LABELS",
-    "SKIP",
-    "WARN",
-    "Report",
-    "Section",
-    "Step",
-    "Target",
-    "detect",
-]
-
-
-def detect(
-    *,
-    pop3: Target | None = None,
-    smtp: Target | None = None,
-    deadline: float | None = None,
-    policy: netguard.Policy | None = None,
-) -> Report:
-    """Run the checks for the given targets under one deadline; never raises for the network."""
-    seconds = float(deadline if deadline is not None else settings.DETECT_DEADLINE_SECONDS)
-    run = Run(Deadline(seconds), policy or netguard.Policy.from_settings(), pop3, smtp)
-    started = time.monotonic()
-    try:
-        sections = []
-        if pop3 is not None:
-            sections.append(run.section("POP3", pop3, pop3_steps, pop3_plan(pop3.security)))
-        if smtp is not None:
-            sections.append(run.section("SMTP", smtp, smtp_steps, smtp_plan(smtp.security)))
-    finally:
-        run.deadline.close()
-    return Report(sections, time.monotonic() - started, seconds)
-
+from .. import pop3
+from . import certificates
+from .run import OK, WARN, Run, StepFailed, Target, secs, size
 
 # --- POP3 -----------------------------------------------------------------------------------
 
@@ -170,12 +104,12 @@ def _tls_failure(run: Run, exc: pop3.Pop3Error, target: Target, message: str) ->
         return message
     # Implicit TLS: explain a port that does not speak TLS. A Pop3TimeoutError carries no
     # ssl error: the handshake got no answer in time.
-    return tlsinfo.handshake_failure(cause or TimeoutError(), f"{target.host}:{target.port}")
+    return certificates.handshake_failure(cause or TimeoutError(), f"{target.host}:{target.port}")
 
 
 def _summary(client: pop3.Client) -> str:
     info = client.tls_info()
-    return tlsinfo.session_summary(info.version, info.peer_cert_der)
+    return certificates.session_summary(info.version, info.peer_cert_der)
 
 
 def _capa(run: Run, caps, target: Target, *, before_tls: bool = False) -> None:

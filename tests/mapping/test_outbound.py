@@ -1,4 +1,4 @@
-"""netguard: Detect resolves once, vets every address and connects only to what it vetted."""
+"""outbound: every ISP connection resolves once, vets every address, connects to what it vetted."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import socket
 
 import pytest
 
-from mapping import netguard
-from mapping.netguard import Policy, TargetRefusedError
+from mapping import outbound
+from mapping.outbound import Policy, TargetRefusedError
 from tests.servers.dovecot import free_port
 
 OPEN = Policy(allow_private=True)
@@ -49,7 +49,7 @@ def no_connect(monkeypatch):
         raise AssertionError("a name lookup was attempted")
 
     monkeypatch.setattr(socket.socket, "connect", connect)
-    monkeypatch.setattr(netguard, "_getaddrinfo", lookup)
+    monkeypatch.setattr(outbound, "_getaddrinfo", lookup)
     return calls
 
 
@@ -58,23 +58,23 @@ def test_it_refuses_metadata_link_local_and_unspecified_even_when_private_is_all
     address, no_connect
 ):
     with pytest.raises(TargetRefusedError) as caught:
-        netguard.resolve(address, 995, policy=OPEN, timeout=1)
-    assert "Detect does not connect to" in caught.value.message
+        outbound.resolve(address, 995, policy=OPEN, timeout=1)
+    assert "AAMail does not connect to" in caught.value.message
     assert no_connect == []
 
 
 @pytest.mark.parametrize("address", ["127.0.0.1", "::1", "10.1.2.3", "192.168.1.5", "fd12::1"])
 def test_it_refuses_loopback_and_private_unless_the_setting_allows(address, no_connect):
     with pytest.raises(TargetRefusedError) as caught:
-        netguard.resolve(address, 995, policy=STRICT, timeout=1)
-    assert "DETECT_ALLOW_PRIVATE" in caught.value.message
-    assert [str(a) for a in netguard.resolve(address, 995, policy=OPEN, timeout=1)] == [address]
+        outbound.resolve(address, 995, policy=STRICT, timeout=1)
+    assert "ISP_ALLOW_PRIVATE_ADDRESSES" in caught.value.message
+    assert [str(a) for a in outbound.resolve(address, 995, policy=OPEN, timeout=1)] == [address]
     assert no_connect == []
 
 
 def test_it_says_which_name_led_to_a_metadata_address(monkeypatch, no_connect):
     monkeypatch.setattr(
-        netguard,
+        outbound,
         "_getaddrinfo",
         lambda host, port, **kw: [
             (socket.AF_INET, socket.SOCK_STREAM, 6, "", ("93.184.216.34", port)),
@@ -82,7 +82,7 @@ def test_it_says_which_name_led_to_a_metadata_address(monkeypatch, no_connect):
         ],
     )
     with pytest.raises(TargetRefusedError) as caught:
-        netguard.resolve("mail.rebind.example", 995, policy=OPEN, timeout=1)
+        outbound.resolve("mail.rebind.example", 995, policy=OPEN, timeout=1)
     # One bad address refuses the whole name (a rebinding name mixes good and bad).
     assert "mail.rebind.example (169.254.169.254)" in caught.value.message
     assert "cloud metadata" in caught.value.message
@@ -96,13 +96,13 @@ def test_it_resolves_once_and_connects_to_the_vetted_address(monkeypatch):
         lookups.append(host)
         return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("127.0.0.1", port))]
 
-    monkeypatch.setattr(netguard, "_getaddrinfo", lookup)
+    monkeypatch.setattr(outbound, "_getaddrinfo", lookup)
     with socket.socket() as server:
         server.bind(("127.0.0.1", 0))
         server.listen(1)
         port = server.getsockname()[1]
-        addresses = netguard.resolve("mail.isp.example", port, policy=OPEN, timeout=1)
-        sock, used = netguard.connect(addresses, port, timeout=1)
+        addresses = outbound.resolve("mail.isp.example", port, policy=OPEN, timeout=1)
+        sock, used = outbound.connect(addresses, port, timeout=1)
         with sock:
             assert sock.getpeername() == ("127.0.0.1", port)
     assert str(used) == "127.0.0.1"
@@ -110,28 +110,56 @@ def test_it_resolves_once_and_connects_to_the_vetted_address(monkeypatch):
 
 
 def test_it_takes_only_addresses_it_vetted():
-    forged = netguard.VettedAddress(netguard.ipaddress.ip_address("169.254.169.254"), object())
+    forged = outbound.VettedAddress(outbound.ipaddress.ip_address("169.254.169.254"), object())
     with pytest.raises(TypeError):
-        netguard.connect([forged], 80, timeout=1)
+        outbound.connect([forged], 80, timeout=1)
 
 
 def test_it_checks_the_allow_list_before_any_lookup(no_connect):
-    policy = Policy(allow_private=True, allowed_targets=("mail.isp.example:995", "[::1]:*"))
+    policy = Policy(allow_private=False, allowed_targets=("mail.isp.example:995",))
     with pytest.raises(TargetRefusedError) as caught:
-        netguard.resolve("other.example", 995, policy=policy, timeout=1)
-    assert "DETECT_ALLOWED_TARGETS" in caught.value.message
+        outbound.resolve("other.example", 995, policy=policy, timeout=1)
+    assert "ISP_ALLOWED_TARGETS" in caught.value.message
     with pytest.raises(TargetRefusedError):
-        netguard.resolve("mail.isp.example", 110, policy=policy, timeout=1)
-    netguard.check_allowed("MAIL.isp.example.", 995, policy)
-    assert [str(a) for a in netguard.resolve("::1", 110, policy=policy, timeout=1)] == ["::1"]
+        outbound.resolve("mail.isp.example", 110, policy=policy, timeout=1)
+    with pytest.raises(TargetRefusedError):
+        outbound.resolve("127.0.0.1", 995, policy=policy, timeout=1)
+    assert outbound.listed("MAIL.isp.example.", 995, policy)
     assert no_connect == []
+
+
+def test_it_lets_a_listed_address_be_private(no_connect):
+    policy = Policy(allow_private=False, allowed_targets=("[::1]:*", "127.0.0.1:110"))
+    assert [str(a) for a in outbound.resolve("::1", 110, policy=policy, timeout=1)] == ["::1"]
+    assert [str(a) for a in outbound.resolve("127.0.0.1", 110, policy=policy, timeout=1)]
+    with pytest.raises(TargetRefusedError):
+        outbound.resolve("127.0.0.1", 995, policy=policy, timeout=1)
+    # Link-local and metadata stay refused whatever the list says.
+    metadata = Policy(allowed_targets=("169.254.169.254:*",))
+    with pytest.raises(TargetRefusedError, match="cloud metadata"):
+        outbound.resolve("169.254.169.254", 80, policy=metadata, timeout=1)
+    assert no_connect == []
+
+
+def test_it_accepts_a_name_whose_addresses_are_all_listed(monkeypatch):
+    monkeypatch.setattr(
+        outbound,
+        "_getaddrinfo",
+        lambda *a, **k: [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("127.0.0.1", 995))],
+    )
+    policy = Policy(allowed_targets=("127.0.0.1:995",))
+    assert [str(a) for a in outbound.resolve("lab-isp.test", 995, policy=policy, timeout=1)] == [
+        "127.0.0.1"
+    ]
+    with pytest.raises(TargetRefusedError):
+        outbound.resolve("lab-isp.test", 110, policy=policy, timeout=1)
 
 
 def test_it_reports_a_closed_port_in_words():
     port = free_port()
-    addresses = netguard.resolve("127.0.0.1", port, policy=OPEN, timeout=1)
-    with pytest.raises(netguard.ConnectError) as caught:
-        netguard.connect(addresses, port, timeout=1)
+    addresses = outbound.resolve("127.0.0.1", port, policy=OPEN, timeout=1)
+    with pytest.raises(outbound.ConnectError) as caught:
+        outbound.connect(addresses, port, timeout=1)
     assert caught.value.message.startswith(f"Connection refused on 127.0.0.1:{port}")
 
 
@@ -144,10 +172,10 @@ def test_it_gives_up_on_a_slow_resolver(monkeypatch):
         release.wait(5)
         return []
 
-    monkeypatch.setattr(netguard, "_getaddrinfo", slow)
+    monkeypatch.setattr(outbound, "_getaddrinfo", slow)
     try:
-        with pytest.raises(netguard.ResolveError) as caught:
-            netguard.resolve("slow.example", 995, policy=OPEN, timeout=0.2)
+        with pytest.raises(outbound.ResolveError) as caught:
+            outbound.resolve("slow.example", 995, policy=OPEN, timeout=0.2)
     finally:
         release.set()
     assert "did not resolve within" in caught.value.message
@@ -157,7 +185,7 @@ def test_it_explains_a_name_that_does_not_exist(monkeypatch):
     def unknown(*args, **kwargs):
         raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
 
-    monkeypatch.setattr(netguard, "_getaddrinfo", unknown)
-    with pytest.raises(netguard.ResolveError) as caught:
-        netguard.resolve("mail.isp.invalid", 995, policy=OPEN, timeout=1)
+    monkeypatch.setattr(outbound, "_getaddrinfo", unknown)
+    with pytest.raises(outbound.ResolveError) as caught:
+        outbound.resolve("mail.isp.invalid", 995, policy=OPEN, timeout=1)
     assert "could not be resolved (Name or service not known)" in caught.value.message

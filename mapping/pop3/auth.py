@@ -1,7 +1,7 @@
 """POP3 login methods, pluggable: USER/PASS, APOP, SASL PLAIN now; XOAUTH2 fits later.
 
 Contract: an ``Authenticator`` gets a connected ``pop3.Client`` and logs in through
-``client.request(line) -> Reply`` (one command line, one status line back); SASL
+``client.request(line) -> Status`` (one command line, one status line back); SASL
 mechanisms subclass ``SaslAuthenticator``, which runs the AUTH exchange. It raises
 ``Pop3AuthError`` when the server says no, and never puts a secret into an exception,
 a log or a ``repr``. XOAUTH2 later: a ``SaslAuthenticator`` with ``mechanism =
@@ -18,10 +18,11 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from .pop3_errors import Pop3AuthError, Pop3ProtocolError
+from .errors import Pop3AuthError, Pop3ProtocolError, redact
 
 if TYPE_CHECKING:
-    from .pop3 import Client, Reply
+    from .client import Client
+    from .protocol import Status
 
 
 def check_value(what: str, value: str) -> str:
@@ -135,11 +136,9 @@ class SaslPlain(SaslAuthenticator):
         return "\0".join(self._parts).encode()
 
 
-def auth_error(reply: Reply, *secrets: str) -> Pop3AuthError:
-    said = reply.text
-    for secret in secrets:  # a hostile server could echo the password back
-        if secret:
-            said = said.replace(secret, "***")
+def auth_error(reply: Status, *secrets: str) -> Pop3AuthError:
+    """The refusal in words, with any echo of a secret hidden (a hostile server may echo)."""
+    said = redact(reply.text, secrets)
     said = f" (server said: {said[:200]})" if said else ""
     if reply.code in ("IN-USE", "LOGIN-DELAY", "SYS/TEMP"):
         return Pop3AuthError(

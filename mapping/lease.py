@@ -1,0 +1,169 @@
+"""One fetch of a binding at a time: a lease with a fence, a known holder and a short life.
+
+A fetch owns a binding through a lease: a random token, an expiry, and who holds it (host,
+process id and the process's start time), taken with a conditional UPDATE (healthchecks'
+`sendalerts` claim). The lease lives `lease_seconds()` (90 s by default) and the fetch
+renews it at every sign of progress, so a lease outlives its holder by little: a fetch on
+another host waits at most that long after a crash, and a fetch on the same host takes over
+at once when the holder process is gone (design.md: "A lease sized to the longest fetch
+blocks the next fetch for that long after a crash").
+
+A lease can still expire under a paused worker, so every later write is fenced: it names the
+token in its WHERE clause and raises `LeaseLostError` when no row changed, so a worker that
+lost the lease cannot overwrite the new owner's progress ("A lock that can expire needs a
+fence").
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from functools import cache
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from .models import Binding
+
+
+class LeaseLostError(Exception):
+    """Another fetch took the binding over (our lease expired); stop writing."""
+
+
+def lease_seconds() -> float:
+    """How long a lease lasts without renewal (FETCH_LEASE_SECONDS)."""
+    return float(settings.FETCH_LEASE_SECONDS)
+
+
+def unleased(now: datetime) -> Q:
+    """Bindings no fetch holds right now (no lease, or an expired one)."""
+    return Q(lease_token__isnull=True) | Q(lease_expires_at__lt=now)
+
+
+def _start_ticks(pid: int) -> int | None:
+    """When a process started, in clock ticks since boot (/proc/<pid>/stat, field 22)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            # The command name (field 2) may hold spaces and parentheses: split after it.
+            fields = stat.read().rpartition(b")")[2].split()
+        return int(fields[19])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+@cache
+def _host() -> str:
+    return (socket.gethostname() or "localhost").replace("|", "_")
+
+
+@dataclass(frozen=True)
+class Holder:
+    """Who holds a lease: host, process id, the process's start, and since when."""
+
+    host: str
+    pid: int
+    started: int  # clock ticks since boot; tells a reused process id from the holder
+    since: datetime
+
+    @classmethod
+    def current(cls) -> Holder:
+        pid = os.getpid()  # not cached: a forked worker child is another holder
+        return cls(_host(), pid, _start_ticks(pid) or 0, timezone.now())
+
+    def __str__(self) -> str:
+        return f"{self.host}|{self.pid}|{self.started}|{self.since.timestamp():.0f}"
+
+    @classmethod
+    def parse(cls, text: str) -> Holder | None:
+        try:
+            host, pid, started, since = text.rsplit("|", 3)
+            moment = datetime.fromtimestamp(int(since), tz=UTC)
+            return cls(host, int(pid), int(started), moment)
+        except (ValueError, OverflowError):
+            return None
+
+    def describe(self) -> str:
+        """'process 4711 on worker-2, since 2026-12-03 10:02:03 UTC' for a person."""
+        return f"process {self.pid} on {self.host}, since {self.since:%Y-%m-%d %H:%M:%S %Z}"
+
+    def is_gone(self) -> bool:
+        """On this host: the holder process no longer runs (its id may have been reused)."""
+        if self.host != _host():
+            return False
+        started = _start_ticks(self.pid)
+        if started is None:
+            try:
+                os.kill(self.pid, 0)
+            except ProcessLookupError:
+                return True
+            except PermissionError:
+                return False
+            return not os.path.isdir("/proc")  # /proc exists but the pid has no entry
+        return bool(self.started) and started != self.started
+
+
+@dataclass
+class Lease:
+    """Our claim on one binding; every fenced write proves we still own it and extends it."""
+
+    binding_id: int
+    token: uuid.UUID
+    renew_at: float = field(default=0.0)
+    took_over: Holder | None = None  # a dead holder on this host we replaced
+
+    def _extend(self, **fields: object) -> None:
+        ttl = lease_seconds()
+        values = {"lease_expires_at": timezone.now() + timedelta(seconds=ttl), **fields}
+        changed = Binding.objects.filter(pk=self.binding_id, lease_token=self.token).update(
+            **values
+        )
+        if changed != 1:
+            raise LeaseLostError
+        self.renew_at = time.monotonic() + ttl / 4
+
+    def renew_if_due(self) -> None:
+        """The heartbeat: extend the lease when a quarter of it has passed (cheap otherwise)."""
+        if time.monotonic() >= self.renew_at:
+            self._extend()
+
+    @contextmanager
+    def fenced(self, **fields: object) -> Iterator[None]:
+        """A transaction that starts by proving we own the lease (and extending it).
+
+        On PostgreSQL the UPDATE also row-locks the binding until commit, so nobody can
+        take the lease over in the middle of the block.
+        """
+        with transaction.atomic():
+            self._extend(**fields)
+            yield
+
+
+def lease_acquire(binding_id: int) -> Lease | Holder:
+    """Take the binding's lease; or, when a live fetch holds it, say who (a ``Holder``).
+
+    A lease left by a process of this host that no longer runs is taken over at once.
+    """
+    now = timezone.now()
+    token, me = uuid.uuid4(), Holder.current()
+    expires = now + timedelta(seconds=lease_seconds())
+    fields = {"lease_token": token, "lease_expires_at": expires, "lease_holder": str(me)}
+    if Binding.objects.filter(pk=binding_id).filter(unleased(now)).update(**fields) == 1:
+        return Lease(binding_id, token, renew_at=time.monotonic() + lease_seconds() / 4)
+    row = Binding.objects.filter(pk=binding_id).values_list("lease_token", "lease_holder")
+    old_token, text = row.get()  # Binding.DoesNotExist if it was deleted meanwhile
+    holder = Holder.parse(text) or Holder("another host", 0, 0, now)
+    if holder.is_gone() and (
+        Binding.objects.filter(pk=binding_id, lease_token=old_token).update(**fields) == 1
+    ):
+        lease = Lease(binding_id, token, renew_at=time.monotonic() + lease_seconds() / 4)
+        lease.took_over = holder
+        return lease
+    return holder

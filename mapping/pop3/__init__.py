@@ -1,0 +1,48 @@
+"""POP3, split by layer as h11 is; callers import everything from ``mapping.pop3``.
+
+- ``protocol.py``: bytes in, events out; which replies of a batch are proven. No sockets,
+  no clock, no Django (a lint rule in pyproject.toml keeps it so).
+- ``client.py``: the socket, TLS, commands, UTF8 and pipelining.
+- ``auth.py``: the pluggable login methods.
+- ``errors.py``: the error tree, every message in words.
+"""
+
+from .auth import Apop, Authenticator, SaslAuthenticator, SaslPlain, UserPass, check_value
+from .client import Batch, Client, Message, Security, TlsInfo
+from .errors import (
+    Pop3AuthError,
+    Pop3ConnectError,
+    Pop3Error,
+    Pop3ProtocolError,
+    Pop3RefusedError,
+    Pop3StartTlsRefusedError,
+    Pop3TimeoutError,
+    Pop3TlsError,
+    redact,
+)
+from .protocol import BatchProof, Status
+
+__all__ = [
+    "Apop",
+    "Authenticator",
+    "Batch",
+    "BatchProof",
+    "Client",
+    "Message",
+    "Pop3AuthError",
+    "Pop3ConnectError",
+    "Pop3Error",
+    "Pop3ProtocolError",
+    "Pop3RefusedError",
+    "Pop3StartTlsRefusedError",
+    "Pop3TimeoutError",
+    "Pop3TlsError",
+    "SaslAuthenticator",
+    "SaslPlain",
+    "Security",
+    "Status",
+    "TlsInfo",
+    "UserPass",
+    "check_value",
+    "redact",
+]

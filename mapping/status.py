@@ -1,0 +1,123 @@
+"""A binding's live status and its fetch history, as the fetch writes them.
+
+Every write that touches the binding is fenced by the fetch's lease (``lease.Lease``):
+a fetch that lost its lease closes its own history row and leaves the binding alone.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from django.db.models import F
+from django.utils import timezone
+
+from .lease import Holder, Lease
+from .models import Binding, BindingState, FetchOutcome, FetchRun
+from .scheduler import backoff_seconds
+
+
+def run_start(binding: Binding, lease: Lease, trigger: str) -> FetchRun:
+    """The history row of a fetch that starts now; runs a killed worker left are closed."""
+    run = FetchRun.objects.create(binding=binding, started_at=timezone.now(), trigger=trigger)
+    FetchRun.objects.filter(binding_id=lease.binding_id, outcome=FetchOutcome.RUNNING).exclude(
+        pk=run.pk
+    ).update(
+        outcome=FetchOutcome.ERROR,
+        finished_at=timezone.now(),
+        error="Interrupted (the worker stopped); what it had stored is kept.",
+    )
+    return run
+
+
+def _finish_run(run: FetchRun, outcome: str, error: str = "") -> None:
+    run.finished_at = timezone.now()
+    run.outcome = outcome
+    run.error = error
+    fields = ("finished_at", "outcome", "error", "messages", "bytes", "deleted")
+    # update(), not save(): a binding deleted meanwhile took its history with it.
+    FetchRun.objects.filter(pk=run.pk).update(**{name: getattr(run, name) for name in fields})
+
+
+def record_success(
+    lease: Lease, run: FetchRun, *, next_in: timedelta, note: str = "", one_at_a_time: bool
+) -> None:
+    """The run ended well: status OK, next fetch after the interval, lease released.
+
+    ``one_at_a_time`` is whether the next session must RETR one message at a time (a
+    pipelined batch of this one could not be trusted); a clean session clears it.
+    """
+    now = timezone.now()
+    with lease.fenced(
+        state=BindingState.OK,
+        last_check_at=now,
+        last_success_at=now,
+        last_error="",
+        consecutive_failures=0,
+        next_fetch_at=now + next_in,
+        retr_one_at_a_time=one_at_a_time,
+        lease_token=None,
+        lease_expires_at=None,
+        lease_holder="",
+    ):
+        _finish_run(run, FetchOutcome.OK, note)
+
+
+def record_failure(
+    lease: Lease, run: FetchRun, *, message: str, kind: str, one_at_a_time: bool | None = None
+) -> None:
+    """The run failed; `kind` is "transient", "permanent" or "auth".
+
+    transient: retry with backoff. permanent (untrusted certificate, STARTTLS refused, a
+    server the outbound guard refuses, a password the keys cannot decrypt): needs attention,
+    still retried with backoff since retrying costs the ISP nothing. auth: needs attention
+    and no retry until the binding is edited or fetched by hand, so a wrong password does
+    not get the ISP account locked.
+    """
+    now = timezone.now()
+    binding = Binding.objects.only("consecutive_failures", "fetch_interval_minutes").get(
+        pk=lease.binding_id
+    )
+    failures = binding.consecutive_failures + 1
+    if kind == "auth":
+        state, next_at = BindingState.NEEDS_ATTENTION, None
+    else:
+        delay = backoff_seconds(failures, binding.fetch_interval_minutes)
+        state = BindingState.RETRYING if kind == "transient" else BindingState.NEEDS_ATTENTION
+        next_at = now + timedelta(seconds=delay)
+    extra = {} if one_at_a_time is None else {"retr_one_at_a_time": one_at_a_time}
+    with lease.fenced(
+        state=state,
+        last_check_at=now,
+        last_error=message,
+        last_error_at=now,
+        consecutive_failures=F("consecutive_failures") + 1,
+        next_fetch_at=next_at,
+        lease_token=None,
+        lease_expires_at=None,
+        lease_holder="",
+        **extra,
+    ):
+        outcome = FetchOutcome.AUTH_FAILED if kind == "auth" else FetchOutcome.ERROR
+        _finish_run(run, outcome, message)
+
+
+def record_lost(run: FetchRun) -> None:
+    """Our lease was taken over: close our history row, touch nothing of the binding."""
+    _finish_run(
+        run,
+        FetchOutcome.ERROR,
+        "This fetch was stopped: another fetch took the mailbox over while it was stalled.",
+    )
+
+
+def record_skipped(binding: Binding, trigger: str, holder: Holder) -> FetchRun:
+    """Another fetch holds the lease: say who in the history, leave the binding alone."""
+    now = timezone.now()
+    return FetchRun.objects.create(
+        binding=binding,
+        started_at=now,
+        finished_at=now,
+        outcome=FetchOutcome.SKIPPED,
+        trigger=trigger,
+        error=f"Another fetch holds this mailbox: {holder.describe()}.",
+    )
