@@ -4,7 +4,9 @@ django-formtools keeps every finished step's raw POST in the session until done(
 passwords of a step (local password, ISP and SMTP passwords) are therefore sealed with
 mapping.crypto before a step is stored and unsealed only in memory when a form is rebuilt;
 the session never holds them in clear, and no page ever renders them (render_value=False).
-A password field left blank on a revisited step keeps the sealed value.
+A password field left blank on a revisited step keeps the sealed value. A sealed value the
+current ISP_SECRET_KEYS cannot open (its key was removed after rotation) is treated as never
+typed: the step asks for that password again instead of failing.
 """
 
 from __future__ import annotations
@@ -36,12 +38,24 @@ def storage_prefix(domain_id: int) -> str:
     return f"account_creation_{domain_id}"
 
 
+RETYPE = "The password entered earlier can no longer be read (the ISP keys changed): type it again."
+
+
+@sensitive_variables()
+def _unseal(token: str) -> str | None:
+    """The sealed password, or None when no configured key opens it."""
+    try:
+        return crypto.decrypt(token)
+    except crypto.SecretKeyError:
+        return None
+
+
 def sealed_secret(request: HttpRequest, domain_id: int, step: str, name: str) -> str:
     """A password the wizard already holds for `step` (decrypted), or ""."""
     data = request.session.get(f"wizard_{storage_prefix(domain_id)}") or {}
     values = (data.get("step_data") or {}).get(step) or {}
     token = (values.get(f"{step}-{name}{SEALED}") or [""])[0]
-    return crypto.decrypt(token) if token else ""
+    return (_unseal(token) or "") if token else ""
 
 
 def _without_secrets(cleaned: dict | None, step: str) -> dict:
@@ -110,9 +124,9 @@ class AccountCreationWizard(ConsoleMixin, NamedUrlSessionWizardView):
     def get_form_kwargs(self, step=None) -> dict:
         step = step or self.steps.current
         stored = self.storage.get_step_data(step) or {}
-        kept = frozenset(
-            name for name in SECRET_FIELDS.get(step, ()) if stored.get(f"{step}-{name}{SEALED}")
-        )
+        names = SECRET_FIELDS.get(step, ())
+        tokens = {name: stored.get(f"{step}-{name}{SEALED}") for name in names}
+        kept = frozenset(name for name, token in tokens.items() if token and _unseal(token))
         return {"domain": self.domain, "kept_secrets": kept}
 
     # --- passwords: sealed in storage, clear only in memory ------------------------------
@@ -120,6 +134,7 @@ class AccountCreationWizard(ConsoleMixin, NamedUrlSessionWizardView):
     @sensitive_variables()
     def get_form(self, step=None, data=None, files=None):
         step = step or self.steps.current
+        unreadable = []
         if data is not None and step in SECRET_FIELDS:
             stored = self.storage.get_step_data(step) or {}
             data = data.copy()
@@ -128,8 +143,19 @@ class AccountCreationWizard(ConsoleMixin, NamedUrlSessionWizardView):
                 data.pop(key + SEALED, None)  # only ever taken from storage, never from a POST
                 token = stored.get(key + SEALED)
                 if not data.get(key) and token:
-                    data[key] = crypto.decrypt(token)
-        return super().get_form(step, data, files)
+                    raw = _unseal(token)
+                    if raw is None:
+                        unreadable.append(name)
+                    else:
+                        data[key] = raw
+        form = super().get_form(step, data, files)
+        if unreadable:
+            # Invalid until typed again, even where the field is optional (a blank SMTP
+            # password would silently become the ISP password).
+            form.full_clean()
+            for name in unreadable:
+                form.add_error(name, RETYPE)
+        return form
 
     @sensitive_variables()
     def process_step(self, form) -> dict:
