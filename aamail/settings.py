@@ -4,25 +4,19 @@ from pathlib import Path
 
 import environ
 
+from aamail.secretfiles import generated_secret, private_dir, private_file, sqlite_file
+
 BASE_DIR = Path(__file__).resolve().parent.parent
-VAR_DIR = BASE_DIR / "var"
 
 env = environ.Env()
 # A local .env is read if present; real deployments set the environment instead.
 environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
 
+# Generated keys, the embedded SQLite database, the broker and the Maildirs by default.
+# Created 0711 and every secret in it 0600 (aamail/secretfiles.py).
+VAR_DIR = Path(env.str("VAR_DIR", default="") or BASE_DIR / "var").absolute()
+
 DEBUG = env.bool("DEBUG", default=False)
-# Without SECRET_KEY a per-checkout key is generated under var/ so the embedded
-# default starts with nothing configured; production must set SECRET_KEY.
-_dev_key_file = VAR_DIR / "secret_key"
-
-
-def _dev_secret(path: Path, make) -> str:
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(make())
-        path.chmod(0o600)
-    return path.read_text().strip()
 
 
 def _random_key() -> str:
@@ -37,7 +31,11 @@ def _fernet_key() -> str:
     return Fernet.generate_key().decode()
 
 
-SECRET_KEY = env.str("SECRET_KEY", default="") or _dev_secret(_dev_key_file, _random_key)
+# Without SECRET_KEY a per-checkout key is generated under var/ so the embedded
+# default starts with nothing configured; production must set SECRET_KEY.
+SECRET_KEY = env.str("SECRET_KEY", default="") or generated_secret(
+    VAR_DIR / "secret_key", _random_key
+)
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 
@@ -54,6 +52,7 @@ INSTALLED_APPS = [
     "accounts",
     "mapping",
     "mailservice",
+    "aamail",  # the project's own system checks (aamail/checks.py)
 ]
 
 MIDDLEWARE = [
@@ -93,6 +92,14 @@ DATABASES = {
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # Workers and the web process share the file: wait for a lock instead of failing.
     DATABASES["default"].setdefault("OPTIONS", {})["timeout"] = 20
+    _sqlite = sqlite_file(DATABASES["default"]["NAME"])
+    if _sqlite is not None:
+        # SQLite would create the file with the umask's 0644 (sessions, hashes, ISP
+        # ciphertexts readable by every local user); its journals copy the file's mode.
+        if _sqlite.parent == VAR_DIR:
+            private_dir(VAR_DIR)
+        if _sqlite.parent.is_dir():
+            private_file(_sqlite)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_USER_MODEL = "auth.User"
@@ -163,7 +170,7 @@ MAIL_GID = env.int("MAIL_GID", default=None)
 # `manage.py rotate_isp_keys`, then drop the old one. Never derived from SECRET_KEY, so a
 # SECRET_KEY rotation never loses the stored ISP passwords.
 ISP_SECRET_KEYS = env.list("ISP_SECRET_KEYS", default=[]) or [
-    _dev_secret(VAR_DIR / "isp_secret_key", _fernet_key)
+    generated_secret(VAR_DIR / "isp_secret_key", _fernet_key)
 ]
 
 # --- Celery ---------------------------------------------------------------------------
@@ -171,6 +178,7 @@ ISP_SECRET_KEYS = env.list("ISP_SECRET_KEYS", default=[]) or [
 _BROKER_DIR = VAR_DIR / "broker"
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="filesystem://")
 if CELERY_BROKER_URL.startswith("filesystem://"):
+    private_dir(VAR_DIR)
     for sub in ("out", "processed", "control"):
         (_BROKER_DIR / sub).mkdir(parents=True, exist_ok=True)
     CELERY_BROKER_TRANSPORT_OPTIONS = {
@@ -234,6 +242,9 @@ ISP_ALLOWED_TARGETS = env.list(
 )
 DETECT_DEADLINE_SECONDS = env.float("DETECT_DEADLINE_SECONDS", default=20.0)
 DETECT_RATE_LIMIT = env.str("DETECT_RATE_LIMIT", default="10/60")  # runs per seconds, per user
+# Detects in flight at once across every web process; more are answered "Detect is busy".
+# Each holds a web thread for up to DETECT_DEADLINE_SECONDS: keep it below the threads.
+DETECT_CONCURRENCY = env.int("DETECT_CONCURRENCY", default=3)
 
 # --- Office mail service (Dovecot + Postfix driven by the product; docs/mail-service.md) --
 MAIL_HOSTNAME = env.str("MAIL_HOSTNAME", default="localhost")
@@ -274,11 +285,25 @@ MAIL_AUTH_CACHE_TTL = env.str("MAIL_AUTH_CACHE_TTL", default="5 min")
 MAIL_AUTH_WORKER_LIMIT = env.int("MAIL_AUTH_WORKER_LIMIT", default=4)
 MAIL_MESSAGE_SIZE_LIMIT = env.int("MAIL_MESSAGE_SIZE_LIMIT", default=52_428_800)
 
-LOGIN_RATE_LIMIT = env.str("LOGIN_RATE_LIMIT", default="10/300")  # failures per seconds
+# --- Web server, limits and the cache they share (accounts/throttle.py) ------------------
+# Failed password checks per account name and per client address, per seconds.
+LOGIN_RATE_LIMIT = env.str("LOGIN_RATE_LIMIT", default="10/300")
+# Reverse proxies in front of gunicorn that append to X-Forwarded-For (0: none, the client
+# address is REMOTE_ADDR). Only the entry the outermost of them wrote is believed.
+TRUSTED_PROXY_COUNT = env.int("TRUSTED_PROXY_COUNT", default=0)
+# gunicorn reads these through aamail/webserver.py: worker processes, and threads in each
+# (gthread), so a Detect waiting on a slow ISP holds one thread, not the console.
+WEB_CONCURRENCY = env.int("WEB_CONCURRENCY", default=1)
+WEB_THREADS = env.int("WEB_THREADS", default=8)
 
+# Rate limits and Detect's places live here: one process (the embedded default) may keep
+# them in memory; more than one needs a cache they share, e.g. redis://127.0.0.1:6379/1
+# (the deploy check refuses anything else).
 CACHES = {
     "default": env.cache("CACHE_URL", default="locmemcache://"),
 }
+# Several installations may share one Redis: give each its own prefix.
+CACHES["default"]["KEY_PREFIX"] = env.str("CACHE_KEY_PREFIX", default="aamail")
 
 LOGGING = {
     "version": 1,

@@ -3,6 +3,11 @@
 Each account that logs in gets a companion Django user (no usable password of its own) so
 sessions, CSRF and the admin's machinery work unchanged; what it may do is decided from the
 account's kind on every request (accounts.access).
+
+The companion's password field is never a password, but Django signs every session with a
+hash of it (get_session_auth_hash): renewing its unusable value when the account's local
+password changes ends every session of that account, as a password change does for any
+Django user.
 """
 
 from __future__ import annotations
@@ -17,6 +22,15 @@ from .models import Account
 def _split_address(address: str) -> tuple[str, str] | None:
     localpart, sep, domain = (address or "").strip().lower().rpartition("@")
     return (localpart, domain) if sep and localpart and domain else None
+
+
+def account_sessions_end(*, account: Account) -> None:
+    """End every console session of `account` (a caller may then keep its own)."""
+    if account.user_id is None:
+        return  # never logged in: no session to end
+    user = account.user
+    user.set_unusable_password()  # "!" + random: a new session hash, still no password
+    user.save(update_fields=["password"])
 
 
 class MailAccountBackend(BaseBackend):
@@ -53,7 +67,7 @@ class MailAccountBackend(BaseBackend):
         User = get_user_model()
         if account.user_id is None:
             user, _ = User.objects.get_or_create(
-                username=f"account:{account.pk}", defaults={"password": "!"}
+                username=f"account:{account.pk}", defaults={"password": make_password(None)}
             )
             Account.objects.filter(pk=account.pk).update(user=user)
             account.user = user

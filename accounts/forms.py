@@ -41,17 +41,11 @@ class AccountGeneralForm(forms.ModelForm):
         fields = ["display_name", "kind", "quota_mb", "is_active"]
 
     def clean_new_password(self) -> str:
+        # Only checked here; the view stores it through the one local-password service.
         password = self.cleaned_data.get("new_password", "")
         if password:
             validate_password(password, self.instance)
         return password
-
-    def clean(self):
-        cleaned = super().clean()
-        if cleaned.get("new_password"):
-            # Set before model validation runs, so the saved hash is the new one.
-            self.instance.set_password(cleaned["new_password"])
-        return cleaned
 
 
 class AccountSearchForm(forms.Form):

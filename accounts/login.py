@@ -1,20 +1,39 @@
-"""Console login form with throttling of failed attempts."""
+"""Login forms (console and Django admin) with the password-guess throttle (accounts.throttle)."""
 
 from __future__ import annotations
 
 from django import forms
-from django.conf import settings
+from django.contrib.admin.forms import AdminAuthenticationForm
 from django.contrib.auth.forms import AuthenticationForm
-from django.core.cache import cache
+
+from . import throttle
 
 
-def _limit() -> tuple[int, int]:
-    count, _, seconds = settings.LOGIN_RATE_LIMIT.partition("/")
-    return int(count), int(seconds or 300)
+def too_many_guesses(wait: int) -> forms.ValidationError:
+    """The refusal shown once a name or an address has used up LOGIN_RATE_LIMIT."""
+    return forms.ValidationError(
+        f"Too many failed logins. Try again in {throttle.wait_in_words(wait)}.",
+        code="throttled",
+    )
 
 
-class ThrottledAuthenticationForm(AuthenticationForm):
-    """Refuses a login for a while after too many failures for that name or address."""
+class _Throttled:
+    """clean() of an AuthenticationForm, counted against the name and the client address."""
+
+    def clean(self):
+        username = self.cleaned_data.get("username")
+        if not (username and self.cleaned_data.get("password")):
+            return super().clean()  # a field is missing: nothing is checked, nothing counted
+        attempt = throttle.password_attempt(self.request, name=username)
+        if attempt.wait:
+            raise too_many_guesses(attempt.wait)
+        cleaned = super().clean()  # raises on a wrong password: the guess stays counted
+        attempt.forget()
+        return cleaned
+
+
+class ThrottledAuthenticationForm(_Throttled, AuthenticationForm):
+    """The console login: address (or the superuser's name) and password."""
 
     username = forms.CharField(
         label="Address or user name",
@@ -22,22 +41,6 @@ class ThrottledAuthenticationForm(AuthenticationForm):
         widget=forms.TextInput(attrs={"autofocus": True, "autocomplete": "username"}),
     )
 
-    def _keys(self) -> list[str]:
-        name = (self.data.get("username") or "").strip().lower()[:254]
-        ip = self.request.META.get("REMOTE_ADDR", "") if self.request else ""
-        return [f"login-fail:user:{name}", f"login-fail:ip:{ip}"]
 
-    def clean(self):
-        allowed, window = _limit()
-        if any((cache.get(key) or 0) >= allowed for key in self._keys()):
-            raise forms.ValidationError(
-                f"Too many failed logins. Wait {window // 60} minutes, then try again.",
-                code="throttled",
-            )
-        try:
-            return super().clean()
-        except forms.ValidationError:
-            for key in self._keys():
-                cache.add(key, 0, window)
-                cache.incr(key)
-            raise
+class ThrottledAdminAuthenticationForm(_Throttled, AdminAuthenticationForm):
+    """Django admin's login (/admin/login/), on the same budget as the console's."""

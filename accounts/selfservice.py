@@ -6,6 +6,7 @@ from __future__ import annotations
 from django import forms
 from django.conf import settings
 from django.contrib import messages
+from django.contrib.auth import update_session_auth_hash
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.password_validation import validate_password
 from django.http import Http404
@@ -16,6 +17,7 @@ from django.views.decorators.http import require_http_methods
 from mailservice.lookups import account_relay_binding
 from mailservice.passwords import account_local_password_set
 
+from . import throttle
 from .access import account_of
 from .models import Account
 
@@ -38,15 +40,23 @@ class LocalPasswordForm(forms.Form):
         widget=forms.PasswordInput(attrs={"autocomplete": "new-password"}),
     )
 
-    def __init__(self, *args, account: Account, **kwargs) -> None:
+    def __init__(self, *args, account: Account, request=None, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.account = account
+        self.request = request
 
     @sensitive_variables("password")
     def clean_current_password(self) -> str:
         password = self.cleaned_data["current_password"]
+        # A guess like any login: same budget per account and per address (issue 11).
+        attempt = throttle.password_attempt(self.request, name=self.account.address)
+        if attempt.wait:
+            raise forms.ValidationError(
+                f"Too many wrong passwords. Try again in {throttle.wait_in_words(attempt.wait)}."
+            )
         if not self.account.check_password(password):
             raise forms.ValidationError("That is not your current local password.")
+        attempt.forget()
         return password
 
     @sensitive_variables("cleaned")
@@ -112,10 +122,11 @@ def selfservice(request):
 @require_http_methods(["POST"])
 def selfservice_password(request):
     account = _own_account(request)
-    form = LocalPasswordForm(request.POST, account=account)
+    form = LocalPasswordForm(request.POST, account=account, request=request)
     if not form.is_valid():
         return _page(request, account, form, status=400)
     account_local_password_set(account=account, raw=form.cleaned_data["new_password"])
+    update_session_auth_hash(request, account.user)  # the account's other sessions end
     messages.success(
         request,
         "Your local password is changed. Use the new one in your mail program now "

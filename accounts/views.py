@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from django.contrib import messages
+from django.contrib.auth import update_session_auth_hash
 from django.contrib.auth.views import LoginView
 from django.db import transaction
 from django.db.models import Count, Q
@@ -12,7 +13,7 @@ from django.utils.decorators import method_decorator
 from django.views.decorators.debug import sensitive_post_parameters
 from django.views.generic import DeleteView, ListView, UpdateView, View
 
-from mailservice.dovecot_cache import auth_cache_flush
+from mailservice.passwords import account_local_password_set
 
 from .access import (
     ConsoleMixin,
@@ -89,12 +90,15 @@ class AccountGeneralView(AccountDialogMixin, UpdateView):
     template_name = "accounts/account_general.html"
     tab = "general"
 
+    @transaction.atomic
     def form_valid(self, form):
         response = super().form_valid(form)
-        if form.cleaned_data.get("new_password"):
-            # Dovecot caches logins: make the new local password count for IMAP/SMTP at once.
-            address = self.object.address
-            transaction.on_commit(lambda: auth_cache_flush(username=address))
+        new_password = form.cleaned_data.get("new_password")
+        if new_password:
+            # Ends the account's sessions and tells Dovecot, as self-service does.
+            account_local_password_set(account=self.object, raw=new_password)
+            if self.object.user_id == self.request.user.pk:
+                update_session_auth_hash(self.request, self.object.user)  # keep this one
         messages.success(self.request, f"Account {self.object.address} saved.")
         return response
 

@@ -4,7 +4,9 @@ django-formtools keeps every finished step's raw POST in the session until done(
 passwords of a step (local password, ISP and SMTP passwords) are therefore sealed with
 mapping.crypto before a step is stored and unsealed only in memory when a form is rebuilt;
 the session never holds them in clear, and no page ever renders them (render_value=False).
-A password field left blank on a revisited step keeps the sealed value.
+A password field left blank on a revisited step keeps the sealed value. A sealed value the
+current ISP_SECRET_KEYS cannot open (its key was removed after rotation) is treated as never
+typed: the step asks for that password again instead of failing.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ def storage_prefix(domain_id: int) -> str:
 
 # Which settings a sealed password was typed for: it is only ever sent there (issue 11).
 ENDPOINTS = {"isp_password": POP3_ENDPOINT, "smtp_password": SMTP_ENDPOINT}
+RETYPE = "The password entered earlier can no longer be read (the ISP keys changed): type it again."
 
 
 def _storage(request: HttpRequest, domain_id: int):
@@ -62,16 +65,26 @@ def _same_endpoint(step_data, step: str, name: str, endpoint: dict) -> bool:
 
 
 @sensitive_variables()
+def _unseal(token: str) -> str | None:
+    """The sealed password, or None when no configured key opens it."""
+    try:
+        return crypto.decrypt(token)
+    except crypto.SecretKeyError:
+        return None
+
+
+@sensitive_variables()
 def sealed_secret(
     request: HttpRequest, domain_id: int, step: str, name: str, *, endpoint: dict
 ) -> str:
-    """A password the wizard already holds for `step` (decrypted), or "" when there is none
-    or `endpoint` names another server, port, security or account than it was typed for."""
+    """A password the wizard already holds for `step` (decrypted), or "" when there is none,
+    no configured key opens it, or `endpoint` names another server, port, security or
+    account than it was typed for."""
     values = _storage(request, domain_id).get_step_data(step) or {}
     token = _value(values, f"{step}-{name}{SEALED}")
     if not token or not _same_endpoint(values, step, name, endpoint):
         return ""
-    return crypto.decrypt(token)
+    return _unseal(token) or ""
 
 
 def _without_secrets(cleaned: dict | None, step: str) -> dict:
@@ -140,9 +153,9 @@ class AccountCreationWizard(ConsoleMixin, NamedUrlSessionWizardView):
     def get_form_kwargs(self, step=None) -> dict:
         step = step or self.steps.current
         stored = self.storage.get_step_data(step) or {}
-        kept = frozenset(
-            name for name in SECRET_FIELDS.get(step, ()) if stored.get(f"{step}-{name}{SEALED}")
-        )
+        names = SECRET_FIELDS.get(step, ())
+        tokens = {name: stored.get(f"{step}-{name}{SEALED}") for name in names}
+        kept = frozenset(name for name, token in tokens.items() if token and _unseal(token))
         return {"domain": self.domain, "kept_secrets": kept}
 
     # --- passwords: sealed in storage, clear only in memory ------------------------------
@@ -150,6 +163,7 @@ class AccountCreationWizard(ConsoleMixin, NamedUrlSessionWizardView):
     @sensitive_variables()
     def get_form(self, step=None, data=None, files=None):
         step = step or self.steps.current
+        unreadable = []
         if data is not None and step in SECRET_FIELDS:
             stored = self.storage.get_step_data(step) or {}
             data = data.copy()
@@ -161,8 +175,19 @@ class AccountCreationWizard(ConsoleMixin, NamedUrlSessionWizardView):
                     field: data.get(f"{step}-{field}", "") for field in ENDPOINTS.get(name, ())
                 }
                 if not data.get(key) and token and _same_endpoint(stored, step, name, endpoint):
-                    data[key] = crypto.decrypt(token)
-        return super().get_form(step, data, files)
+                    raw = _unseal(token)
+                    if raw is None:
+                        unreadable.append(name)
+                    else:
+                        data[key] = raw
+        form = super().get_form(step, data, files)
+        if unreadable:
+            # Invalid until typed again, even where the field is optional (a blank SMTP
+            # password would silently become the ISP password).
+            form.full_clean()
+            for name in unreadable:
+                form.add_error(name, RETYPE)
+        return form
 
     @sensitive_variables()
     def process_step(self, form) -> dict:

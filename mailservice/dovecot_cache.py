@@ -47,7 +47,8 @@ def auth_cache_flush(*, username: str) -> bool:
 
 def _flush_doveadm(conf: str, username: str) -> bool:
     result = subprocess.run(
-        ["doveadm", "-c", conf, "auth", "cache", "flush", username],
+        # "--": a local part may start with "-" (RFC 5321), which doveadm would read as an option.
+        ["doveadm", "-c", conf, "auth", "cache", "flush", "--", username],
         capture_output=True,
         text=True,
         timeout=10,

@@ -7,6 +7,7 @@ Start order: mailmap (Postfix asks it everything), Dovecot (LMTP and SASL socket
 
 from __future__ import annotations
 
+import grp
 import logging
 import os
 import subprocess
@@ -51,6 +52,8 @@ class OfficeMailServer:
         if os.getuid() == 0:
             os.chown(mail_root, c.mail_uid, c.mail_gid)
         postfix_prepare(Path(c.postfix_queue_dir), Path(c.postfix_data_dir))
+        if c.sql_driver == "sqlite" and os.getuid() == 0:
+            _readable_by_dovecot(Path(c.sql_connect))
         mailconfig.write(c)
 
     def start(self) -> OfficeMailServer:
@@ -105,6 +108,17 @@ class OfficeMailServer:
             return Path(self.config.postfix_log).read_text(errors="replace").splitlines()
         except (FileNotFoundError, TypeError):
             return []
+
+
+def _readable_by_dovecot(database: Path) -> None:
+    """Let Dovecot's auth worker read the SQLite file as its group (it is created 0600)."""
+    try:
+        gid = grp.getgrnam("dovecot").gr_gid
+    except KeyError:
+        return
+    if database.is_file():
+        os.chown(database, -1, gid)
+        database.chmod(0o640)
 
 
 def make_self_signed(directory: Path, hostname: str) -> tuple[Path, Path]:

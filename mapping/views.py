@@ -24,10 +24,11 @@ from django.views.decorators.debug import sensitive_post_parameters, sensitive_v
 from django.views.decorators.http import require_GET, require_POST
 from django.views.generic import CreateView, DeleteView, ListView, UpdateView
 
+from accounts import throttle
 from accounts.access import ConsoleMixin, get_account_for, get_domain_for, may_use_console
 from accounts.wizard import MAP, sealed_secret
 
-from . import detect, ratelimit, selectors, services, tasks
+from . import detect, selectors, services, tasks
 from .forms import POP3_ENDPOINT, SMTP_ENDPOINT, BindingForm, MapConnectionForm, endpoint_moved
 from .models import Binding
 
@@ -291,7 +292,7 @@ def _run(request: HttpRequest, form: MapConnectionForm, held, *, relay: bool) ->
             data["smtp_username"] or data["username"],
             smtp_password,
         )
-    wait = ratelimit.hit("detect", request.user.pk)
+    wait = throttle.detect_hit(request)  # DETECT_RATE_LIMIT per console user
     if wait:
         return _fragment(
             request, errors=[f"Detect was run too often. Try again in {wait} s."], status=429
@@ -299,7 +300,13 @@ def _run(request: HttpRequest, form: MapConnectionForm, held, *, relay: bool) ->
     pop3 = detect.Target(
         data["host"], data["port"], data["security"], data["username"], isp_password
     )
-    return _fragment(request, report=detect.detect(pop3=pop3, smtp=smtp))
+    # At most DETECT_CONCURRENCY runs at once across every web process: a Detect holds a
+    # web thread for up to DETECT_DEADLINE_SECONDS, and the console must stay usable.
+    with throttle.detect_place() as got_place:
+        if not got_place:
+            return _fragment(request, errors=[throttle.DETECT_BUSY], status=503)
+        report = detect.detect(pop3=pop3, smtp=smtp)
+    return _fragment(request, report=report)
 
 
 def _fragment(request, *, report=None, errors=(), status: int = 200) -> HttpResponse:

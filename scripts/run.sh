@@ -12,6 +12,8 @@ BIND=${BIND:-127.0.0.1}
 python manage.py migrate --noinput
 python manage.py collectstatic --noinput -v0
 python manage.py ensure_superuser
+# Refuse several web processes counting logins and Detects each in its own memory.
+python manage.py check --deploy --tag caches --fail-level ERROR
 
 pids=()
 stop() {
@@ -27,11 +29,13 @@ stop() {
 }
 trap stop INT TERM EXIT
 
-gunicorn aamail.wsgi --bind "$BIND:$PORT" --workers 2 --access-logfile - &
+# Workers and threads: WEB_CONCURRENCY (default 1, so the in-memory cache is shared by all
+# requests) and WEB_THREADS (default 8), read by aamail/webserver.py.
+gunicorn -c python:aamail.webserver aamail.wsgi --bind "$BIND:$PORT" &
 pids+=($!)
 celery -A aamail worker -Q celery,fetch --concurrency "${WORKERS:-4}" --loglevel INFO &
 pids+=($!)
-celery -A aamail beat --loglevel INFO --schedule var/celerybeat-schedule &
+celery -A aamail beat --loglevel INFO --schedule "${VAR_DIR:-var}/celerybeat-schedule" &
 pids+=($!)
 echo "AAMail console: http://$BIND:$PORT/  (Ctrl-C stops web, worker and beat)"
 wait -n

@@ -17,6 +17,7 @@ def test_it_passes_the_deploy_check_with_production_settings(tmp_path):
         "DEBUG": "false",
         "ALLOWED_HOSTS": "mail.example.com",
         "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}",
+        "VAR_DIR": str(tmp_path / "var"),
         "ISP_SECRET_KEYS": Fernet.generate_key().decode(),
         "SESSION_COOKIE_SECURE": "true",
         "CSRF_COOKIE_SECURE": "true",

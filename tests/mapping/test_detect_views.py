@@ -8,6 +8,7 @@ import pytest
 from django.test import Client
 from django.urls import reverse
 
+from accounts import throttle
 from mapping import outbound
 from tests import factories
 from tests.servers.faultpop import FaultPop
@@ -208,3 +209,13 @@ def test_it_tests_a_binding_being_added(admin_client, domain, isp, settings):
     fields["port"] = str(isp.pop3s_port)
     html = admin_client.post(url, fields).content.decode()
     assert 'data-step="STAT" data-status="ok"' in html
+
+
+def test_it_answers_busy_beyond_detect_concurrency(admin_client, domain, settings):
+    settings.DETECT_CONCURRENCY = 1
+    with throttle.detect_place() as held:
+        assert held
+        url = reverse("account-create-detect", args=[domain.pk])
+        response = admin_client.post(url, wizard_fields())
+    assert response.status_code == 503
+    assert throttle.DETECT_BUSY in response.content.decode()

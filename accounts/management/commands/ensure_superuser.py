@@ -8,6 +8,8 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand
 
+from aamail.secretfiles import private_dir, write_private
+
 
 class Command(BaseCommand):
     help = (
@@ -25,9 +27,8 @@ class Command(BaseCommand):
         if not password:
             password = secrets.token_urlsafe(12)
             path = Path(settings.VAR_DIR) / "initial-admin-password"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.touch(mode=0o600)
-            path.write_text(password + "\n")
+            # 0600 from its first byte, even if an older file had another mode.
+            write_private(private_dir(path.parent) / path.name, password + "\n")
             where = f"the password stored in {path} (delete that file after first login)"
         User.objects.create_superuser("admin", password=password)
         self.stdout.write(f"Created the console superuser 'admin'; log in with {where}.")

@@ -11,6 +11,7 @@ user of the machine in `ps` and land in shell history.
 
 from __future__ import annotations
 
+import argparse
 import getpass
 import os
 
@@ -25,17 +26,31 @@ PASSWORD_ENV = "AAMAIL_DETECT_PASSWORD"
 SMTP_PASSWORD_ENV = "AAMAIL_DETECT_SMTP_PASSWORD"
 
 
+def port_number(text: str) -> int:
+    """A TCP port 1-65535, or an argparse error in words (0 used to mean "the default")."""
+    try:
+        port = int(text)
+    except ValueError:
+        port = 0
+    if not 1 <= port <= 65535:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a port: give a number from 1 to 65535 "
+            "(leave --port out for the default of the chosen security)."
+        )
+    return port
+
+
 class Command(BaseCommand):
     help = "Test the ISP POP3 and SMTP settings of an account's remote POP3 accounts, live."
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("address", nargs="?", help="internal account, e.g. support@example.com")
         parser.add_argument("--host", help="test this POP3 server instead of stored bindings")
-        parser.add_argument("--port", type=int, help="POP3 port (default: 995, or 110)")
+        parser.add_argument("--port", type=port_number, help="POP3 port (default: 995, or 110)")
         parser.add_argument("--security", choices=Security.values, default=Security.SSL)
         parser.add_argument("--user", help="ISP account (username)")
         parser.add_argument("--smtp-host", help="also test this SMTP server")
-        parser.add_argument("--smtp-port", type=int, default=587)
+        parser.add_argument("--smtp-port", type=port_number, default=587)
         parser.add_argument("--smtp-security", choices=Security.values, default=Security.STARTTLS)
         parser.add_argument("--smtp-user", help="SMTP account (default: --user)")
         parser.add_argument("--deadline", type=float, help="overall time limit in seconds")
