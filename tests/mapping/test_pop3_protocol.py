@@ -353,10 +353,10 @@ def test_a_million_examples_of_the_properties():
     import sys
 
     quiet = ["-q", "-p", "no:cacheprovider", "--timeout=0", "-m", "not slow"]
-    PYTEST = [sys.executable, "-m", "pytest", *quiet]  # noqa: N806
+    pytest_cmd = [sys.executable, "-m", "pytest", *quiet]
     runs = {
         name: subprocess.Popen(
-            [*PYTEST, f"{__file__}::{name}"],
+            [*pytest_cmd, f"{__file__}::{name}"],
             env={**os.environ, "AAMAIL_PROPERTY_EXAMPLES": str(examples)},
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
