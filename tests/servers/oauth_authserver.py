@@ -187,7 +187,7 @@ class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
 
     def log_message(self, fmt: str, *args: object) -> None:
-        self.server.logf.write("%s %s\n" % (time.strftime("%H:%M:%S"), fmt % args))
+        self.server.logf.write(f"{time.strftime('%H:%M:%S')} {fmt % args}\n")
         self.server.logf.flush()
 
     def reply(self, status: int, obj: dict) -> None:
@@ -326,7 +326,7 @@ class Handler(BaseHTTPRequestHandler):
 
     def device_authorization(self, st: State, cid: str, f: dict) -> None:
         dc = secrets.token_urlsafe(24)
-        uc = "%04d-%04d" % (secrets.randbelow(10**4), secrets.randbelow(10**4))
+        uc = f"{secrets.randbelow(10**4):04d}-{secrets.randbelow(10**4):04d}"
         with st.lock:
             st.devices[dc] = {
                 "client": cid,
