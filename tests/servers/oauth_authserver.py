@@ -18,7 +18,8 @@ the Microsoft shape ``/<tenant>/oauth2/v2.0/token`` and the plain ``/token`` bot
   ``none``: Google, no new refresh token) | ``urn:ietf:params:oauth:grant-type:device_code``.
 - ``POST …/devicecode`` RFC 8628; ``GET /device?user_code=…&login_hint=…`` approves it.
 - ``POST …/revoke``     RFC 7009: revokes the refresh token's family.
-- ``GET  /config``      test knob: ``rotation``, ``access_ttl``, ``consent``, ``token_status``.
+- ``GET  /config``      test knob: ``rotation``, ``access_ttl``, ``consent``, ``token_status``,
+  ``style=microsoft`` (error descriptions over several lines, as Entra sends them).
 - ``GET  /stats``       counters.
 
 Access tokens are RS256 JWTs padded to Entra's 1.5-3 KB, signed with a key a Dovecot with
@@ -200,6 +201,8 @@ class Handler(BaseHTTPRequestHandler):
         self.wfile.write(data)
 
     def error(self, status: int, code: str, desc: str) -> None:
+        if self.server.st.args.style == "microsoft":  # Entra's descriptions span lines
+            desc = f"AADSTS70000: {desc}\r\nTrace ID: {secrets.token_hex(8)}\r\nTimestamp: now"
         self.reply(status, {"error": code, "error_description": desc})
 
     def redirect(self, location: str) -> None:
@@ -252,6 +255,8 @@ class Handler(BaseHTTPRequestHandler):
                     st.args.consent = q["consent"]
                 if q.get("token_status", "").isdigit():
                     st.args.token_status = int(q["token_status"])
+                if q.get("style") in ("plain", "microsoft"):
+                    st.args.style = q["style"]
                 return self.reply(
                     200,
                     {
@@ -259,6 +264,7 @@ class Handler(BaseHTTPRequestHandler):
                         "access_ttl": st.args.access_ttl,
                         "consent": st.args.consent,
                         "token_status": st.args.token_status,
+                        "style": st.args.style,
                     },
                 )
         self.error(404, "not_found", url.path)
@@ -442,7 +448,7 @@ def serve(argv: list[str] | None = None) -> None:
     p.add_argument("--cert-key")
     p.add_argument("--log", required=True)
     args = p.parse_args(argv)
-    args.consent, args.token_status = "grant", 0
+    args.consent, args.token_status, args.style = "grant", 0, "plain"
     srv = ThreadingHTTPServer(("127.0.0.1", args.port), Handler)
     srv.daemon_threads = True
     if args.cert:
@@ -575,7 +581,9 @@ class OAuthAuthServer:
 
     def reset(self) -> None:
         """Back to the defaults the tests assume."""
-        self.config(rotation="strict", access_ttl=3600, consent="grant", token_status=0)
+        self.config(
+            rotation="strict", access_ttl=3600, consent="grant", token_status=0, style="plain"
+        )
 
     def stats(self) -> dict:
         return self.get("/stats")
