@@ -80,7 +80,11 @@ class _Client(OAuth2Client):
 
 @dataclass(frozen=True, repr=False)
 class TokenSet:
-    """What the token endpoint handed out; ``refresh_token`` None when it sent none (Google)."""
+    """What the token endpoint handed out.
+
+    After a refresh, ``refresh_token`` is the old one when the provider sent none (Google
+    does not rotate); after a sign-in it is None when the provider gave none.
+    """
 
     access_token: str
     expires_in: int
