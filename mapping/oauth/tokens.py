@@ -184,6 +184,11 @@ class TokenClient:
         params = {k: v[0] for k, v in parse_qs(callback_query, keep_blank_values=True).items()}
         if "error" in params:
             raise _refused_at_sign_in(self.provider, params)
+        if not params.get("code"):  # authlib would fall back to another grant type
+            raise SignInRefusedError(
+                f"{self.provider.label} sent the browser back without an authorization code. "
+                "Start again with the Sign in button."
+            )
         client = self._client()
         try:
             token = client.fetch_token(

@@ -131,3 +131,11 @@ def test_it_reports_a_wrong_client_secret_as_a_registration_problem(auth, connec
     _session, pending, url = _start(client)
     with pytest.raises(OAuthConfigError, match="client secret"):
         client.exchange_code(browser(auth, url), pending)
+
+
+def test_it_sends_no_token_request_for_a_callback_without_a_code(auth, connect):
+    client = token_client(auth, connect)
+    _session, pending, _url = _start(client)
+    with pytest.raises(SignInRefusedError, match="without an authorization code"):
+        client.exchange_code(f"state={pending.state}", pending)
+    assert connect.calls == []
