@@ -97,10 +97,10 @@ def map_lookup(where: str, name: str, key: str, timeout: float = 10.0) -> str:
             data += chunk
 
 
-def fresh_token(where: str, map_name: str, sender: str) -> tuple[str, str]:
+def fresh_token(where: str, map_name: str, sender: str, timeout: float) -> tuple[str, str]:
     """(login, access token) for the sender, or Deferred with the map's reason."""
     try:
-        reply = map_lookup(where, map_name, sender.lower())
+        reply = map_lookup(where, map_name, sender.lower(), timeout)
     except (OSError, ValueError) as exc:
         raise Deferred(f"4.3.0 the token map is unreachable ({exc})") from None
     status, _, data = reply.partition(" ")
@@ -199,7 +199,7 @@ def submit(args: argparse.Namespace, stream) -> None:
     host = host.strip("[]")
     if not host or not port.isdigit():
         raise Deferred(f"4.3.5 the next hop {args.nexthop!r} is not [host]:port")
-    login, token = fresh_token(args.map, args.map_name, args.sender)
+    login, token = fresh_token(args.map, args.map_name, args.sender, args.map_timeout)
     xoauth2(login, token)  # an unusable answer defers before any connection
     context = ssl.create_default_context(cafile=args.cafile)
     try:
@@ -240,6 +240,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--map", required=True, help="token map: unix:PATH or inet:HOST:PORT")
     p.add_argument("--map-name", default="oauth_token")
+    # Longer than one token refresh (OAUTH_HTTP_TIMEOUT) the map may do before answering.
+    p.add_argument("--map-timeout", type=float, default=30.0)
     p.add_argument("--nexthop", required=True, help="[host]:port, as Postfix passes ${nexthop}")
     p.add_argument("--security", choices=["starttls", "ssl"], default="starttls")
     p.add_argument("--sender", required=True)
