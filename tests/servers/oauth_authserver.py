@@ -469,7 +469,9 @@ class OAuthAuthServer:
 
     kid = "test-key-1"
 
-    def __init__(self, *, tls: bool = True, pad: int = 1500) -> None:
+    def __init__(
+        self, *, tls: bool = True, pad: int = 1500, redirect_uris: tuple[str, ...] = ()
+    ) -> None:
         from mailservice.processes import free_port
 
         self.root = Path(tempfile.mkdtemp(prefix="aamail-oauth-as-"))
@@ -480,6 +482,8 @@ class OAuthAuthServer:
         self.issuer = self.url
         self.web_secret = secrets.token_urlsafe(24)
         self.clients = default_clients(self.web_secret, secrets.token_urlsafe(24))
+        # e.g. a live_server's <url>/oauth/callback/microsoft/ for a browser walk
+        self.clients[WEB_CLIENT]["redirect_uris"] += list(redirect_uris)
         self.ca_file: Path | None = None
         self.log_path = self.root / "authserver.log"
         self._proc: subprocess.Popen | None = None
