@@ -296,6 +296,41 @@ TRUSTED_PROXY_COUNT = env.int("TRUSTED_PROXY_COUNT", default=0)
 WEB_CONCURRENCY = env.int("WEB_CONCURRENCY", default=1)
 WEB_THREADS = env.int("WEB_THREADS", default=8)
 
+# --- OAuth2 sign-in for ISP mailboxes (Microsoft 365, Google, generic; docs/oauth2.md) -----
+# The console's public base URL; the redirect URI registered with each provider is exactly
+# <base>/oauth/callback/<provider>/ (never derived from the request's Host header).
+OAUTH_REDIRECT_BASE_URL = env.str("OAUTH_REDIRECT_BASE_URL", default="")
+OAUTH_MICROSOFT_CLIENT_ID = env.str("OAUTH_MICROSOFT_CLIENT_ID", default="")
+OAUTH_MICROSOFT_CLIENT_SECRET = env.str("OAUTH_MICROSOFT_CLIENT_SECRET", default="")
+# "common", "organizations", "consumers" or the directory (tenant) id of the office.
+OAUTH_MICROSOFT_TENANT = env.str("OAUTH_MICROSOFT_TENANT", default="organizations")
+OAUTH_MICROSOFT_AUTHORITY = env.str(
+    "OAUTH_MICROSOFT_AUTHORITY", default="https://login.microsoftonline.com"
+)
+OAUTH_GOOGLE_CLIENT_ID = env.str("OAUTH_GOOGLE_CLIENT_ID", default="")
+OAUTH_GOOGLE_CLIENT_SECRET = env.str("OAUTH_GOOGLE_CLIENT_SECRET", default="")
+OAUTH_GOOGLE_AUTHORIZE_URL = env.str(
+    "OAUTH_GOOGLE_AUTHORIZE_URL", default="https://accounts.google.com/o/oauth2/v2/auth"
+)
+OAUTH_GOOGLE_TOKEN_URL = env.str(
+    "OAUTH_GOOGLE_TOKEN_URL", default="https://oauth2.googleapis.com/token"
+)
+OAUTH_GOOGLE_REVOKE_URL = env.str(
+    "OAUTH_GOOGLE_REVOKE_URL", default="https://oauth2.googleapis.com/revoke"
+)
+# Another ISP speaking OAUTHBEARER (RFC 7628): its endpoints, scopes and client.
+OAUTH_GENERIC_LABEL = env.str("OAUTH_GENERIC_LABEL", default="")
+OAUTH_GENERIC_CLIENT_ID = env.str("OAUTH_GENERIC_CLIENT_ID", default="")
+OAUTH_GENERIC_CLIENT_SECRET = env.str("OAUTH_GENERIC_CLIENT_SECRET", default="")
+OAUTH_GENERIC_AUTHORIZE_URL = env.str("OAUTH_GENERIC_AUTHORIZE_URL", default="")
+OAUTH_GENERIC_TOKEN_URL = env.str("OAUTH_GENERIC_TOKEN_URL", default="")
+OAUTH_GENERIC_DEVICE_URL = env.str("OAUTH_GENERIC_DEVICE_URL", default="")
+OAUTH_GENERIC_REVOKE_URL = env.str("OAUTH_GENERIC_REVOKE_URL", default="")
+OAUTH_GENERIC_SCOPES = env.list("OAUTH_GENERIC_SCOPES", default=[])
+OAUTH_GENERIC_MECHANISM = env.str("OAUTH_GENERIC_MECHANISM", default="OAUTHBEARER")
+OAUTH_HTTP_TIMEOUT = env.float("OAUTH_HTTP_TIMEOUT", default=10.0)  # per token request
+OAUTH_SIGN_IN_SECONDS = env.int("OAUTH_SIGN_IN_SECONDS", default=600)  # state/PKCE lifetime
+
 # Rate limits and Detect's places live here: one process (the embedded default) may keep
 # them in memory; more than one needs a cache they share, e.g. redis://127.0.0.1:6379/1
 # (the deploy check refuses anything else).

@@ -7,12 +7,24 @@
 - ``errors.py``: the error tree, every message in words.
 """
 
-from .auth import Apop, Authenticator, SaslAuthenticator, SaslPlain, UserPass, check_value
+from .auth import (
+    Apop,
+    Authenticator,
+    OAuthBearer,
+    SaslAuthenticator,
+    SaslPlain,
+    UserPass,
+    Xoauth2,
+    check_value,
+    require_verified_tls,
+)
 from .client import Batch, Client, Message, Security, TlsInfo
 from .errors import (
     Pop3AuthError,
     Pop3ConnectError,
     Pop3Error,
+    Pop3NotSecureError,
+    Pop3OAuthError,
     Pop3ProtocolError,
     Pop3RefusedError,
     Pop3StartTlsRefusedError,
@@ -29,9 +41,12 @@ __all__ = [
     "BatchProof",
     "Client",
     "Message",
+    "OAuthBearer",
     "Pop3AuthError",
     "Pop3ConnectError",
     "Pop3Error",
+    "Pop3NotSecureError",
+    "Pop3OAuthError",
     "Pop3ProtocolError",
     "Pop3RefusedError",
     "Pop3StartTlsRefusedError",
@@ -43,6 +58,8 @@ __all__ = [
     "Status",
     "TlsInfo",
     "UserPass",
+    "Xoauth2",
     "check_value",
     "redact",
+    "require_verified_tls",
 ]

@@ -73,6 +73,21 @@ class Pop3RefusedError(Pop3Error):
         self.msgno = msgno
 
 
+class Pop3OAuthError(Pop3AuthError):
+    """The server refused the token; ``challenge`` is the decoded JSON it sent, if any."""
+
+    def __init__(self, message: str, *, challenge: dict | None = None, reply: str = "") -> None:
+        super().__init__(message)
+        self.challenge = challenge
+        self.reply = reply
+
+
+class Pop3NotSecureError(Pop3Error):
+    """The session is not verified TLS, so no token was sent."""
+
+    transient = False
+
+
 def redact(text: str, secrets: tuple[str, ...] | list[str]) -> str:
     """``text`` with every echo of a secret replaced by ``***``, and nothing else changed.
 
