@@ -295,7 +295,10 @@ class Client:
             )
         if self._reader.pending:
             # Bytes before the handshake would be read as if they came over TLS.
-            raise Pop3TlsError(f"{self._where} sent data ahead of the TLS handshake; refusing it.")
+            raise Pop3TlsError(
+                f"The server accepted STARTTLS, but then {self._where} sent data ahead of the "
+                "TLS handshake; refusing it (nothing was sent in plain text)."
+            )
         self._attach(self._handshake(after_stls=True))
         self.capa()  # RFC 2595 §4: capabilities learnt before TLS are discarded
 

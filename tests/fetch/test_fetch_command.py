@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import io
+import socket
+import subprocess
+import uuid
+from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from django.core.management import CommandError, call_command
+from django.utils import timezone
 
+from mapping.lease import Holder
 from mapping.management.commands.fetch import ProgressBar
-from mapping.models import FetchOutcome
+from mapping.models import Binding, FetchOutcome
 from tests.factories import BindingFactory
 from tests.fetch.conftest import assert_exactly
 from tests.servers.dovecot import free_port
@@ -80,3 +87,48 @@ def test_the_progress_bar_draws_on_a_terminal_only():
         bar.close()
     assert "[" + "#" * 30 + "] 4/4 messages, 2.0\xa0KB  someone@office.example" in screen.getvalue()
     assert pipe.getvalue() == ""
+
+
+def _holder_that_died() -> Holder:
+    """The lease holder a kill -9 leaves: a process of this host that no longer runs."""
+    proc = subprocess.Popen(["sleep", "30"])
+    started = Path(f"/proc/{proc.pid}/stat").read_bytes().rpartition(b")")[2].split()[19]
+    proc.kill()
+    proc.wait()
+    return Holder(socket.gethostname(), proc.pid, int(started), timezone.now())
+
+
+def _hold(binding, holder: Holder) -> None:
+    # A live-looking lease: far from expired, as a worker killed a second ago leaves it.
+    Binding.objects.filter(pk=binding.pk).update(
+        lease_token=uuid.uuid4(),
+        lease_expires_at=timezone.now() + timedelta(minutes=5),
+        lease_holder=str(holder),
+    )
+
+
+def test_it_takes_over_at_once_from_a_fetch_killed_on_this_host(isp, make_binding):
+    binding = make_binding()
+    isp.deliver(binding.username, b"Subject: after a crash\n\nx\n")
+    _hold(binding, _holder_that_died())
+
+    out = run_command(binding.account.address)
+
+    assert "Skipped" not in out
+    assert binding.fetch_runs.get().outcome == FetchOutcome.OK
+    assert_exactly(binding, [b"Subject: after a crash\n\nx\n"])
+
+
+def test_it_names_a_live_holder_and_exits_non_zero(isp, make_binding):
+    binding = make_binding()
+    elsewhere = Holder("worker-2", 4711, 99, timezone.now())
+    _hold(binding, elsewhere)
+    out = io.StringIO()
+    with pytest.raises(CommandError, match="1 skipped") as caught:
+        call_command("fetch", binding.account.address, stdout=out, stderr=io.StringIO())
+    assert caught.value.returncode == 1
+    assert "Another fetch holds this mailbox: process 4711 on worker-2, since" in out.getvalue()
+    # A live process of this host (this one) is not taken over either.
+    _hold(binding, Holder.current())
+    with pytest.raises(CommandError, match="1 skipped"):
+        call_command("fetch", binding.account.address, stdout=out, stderr=io.StringIO())

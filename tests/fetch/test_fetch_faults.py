@@ -292,3 +292,144 @@ def test_a_long_fetch_keeps_renewing_its_lease(settings, monkeypatch):
         run = binding_fetch(binding=bind(pop))
     assert baseline.outcome == run.outcome == FetchOutcome.OK, run.error
     assert len(extensions) > fenced_writes + 10  # heartbeats while the bytes flowed
+
+
+# --- issue 9: what the POP3 engine may never do, whatever the server sends -------------------
+
+NUMBERED = [b"Subject: %d\n\nbody of message %d\n" % (n, n) for n in range(1, 9)]
+
+
+def test_a_reply_that_runs_on_in_a_pipeline_stores_and_deletes_nothing_of_its_batch():
+    # Message 3 lacks its terminating line: pipelined, every reply after it would be
+    # credited to the wrong message. Delete mode: the ISP must keep all of them.
+    with FaultPop(NUMBERED, broken={3: "no_terminator"}) as pop:
+        binding = bind(pop, leave_policy=LeavePolicy.DELETE)
+        run = binding_fetch(binding=binding)
+        binding.refresh_from_db()
+        assert run.outcome == FetchOutcome.ERROR
+        assert run.messages == 0 and pop.deleted == []
+        assert stored_messages(binding) == []
+        assert "fell out of step" in binding.last_error
+        assert "one message at a time" in binding.last_error
+        assert binding.retr_one_at_a_time is True
+        assert SeenUidl.objects.filter(binding=binding).count() == 0  # intents dropped
+        assert tmp_is_clean(binding)
+
+        # Next run, one at a time: 1 and 2 are proven by the status line after them and
+        # stored; 3 never ends, so it and what follows wait.
+        run = binding_fetch(binding=binding)
+        assert run.outcome == FetchOutcome.ERROR
+        assert_exactly(binding, NUMBERED[:2])
+        assert pop.deleted == []  # the session broke before QUIT: nothing applied
+
+        # The server is mended: a clean session one at a time takes the rest, deletes all,
+        # and lets pipelining back in.
+        pop.broken.clear()
+        run = binding_fetch(binding=binding)
+        binding.refresh_from_db()
+        assert (run.outcome, run.messages) == (FetchOutcome.OK, 6), run.error
+        assert sorted(pop.deleted) == list(range(1, 9))
+        assert binding.retr_one_at_a_time is False
+    assert_exactly(binding, NUMBERED)
+
+
+def test_a_lying_size_is_evidence_not_an_error():
+    # The server announces a tenth of message 4's size. Pipelined that cannot be proven;
+    # read again one at a time, the message is proven and stored, nothing is lost.
+    with FaultPop(NUMBERED, broken={4: "lie_size"}) as pop:
+        binding = bind(pop, leave_policy=LeavePolicy.DELETE)
+        run = binding_fetch(binding=binding)
+        assert (run.outcome, run.messages) == (FetchOutcome.OK, 8), run.error
+        assert "did not arrive with the size announced" in run.error
+        assert sorted(pop.deleted) == list(range(1, 9))
+    binding.refresh_from_db()
+    assert binding.retr_one_at_a_time is True  # until a session goes clean
+    assert_exactly(binding, NUMBERED)
+
+
+def test_a_lone_dot_line_inside_a_message_is_never_stored_as_the_message():
+    with FaultPop(NUMBERED, broken={5: "early_dot"}, faults={"no_pipelining"}) as pop:
+        binding = bind(pop, leave_policy=LeavePolicy.DELETE)
+        run = binding_fetch(binding=binding)
+        assert run.outcome == FetchOutcome.ERROR
+        assert "broke the reply to RETR 6" in run.error  # the rest of 5 stood there
+        assert pop.deleted == []
+    assert_exactly(binding, NUMBERED[:4])
+
+
+def test_it_stores_the_8_bit_message_not_the_servers_notice():
+    eight_bit = (
+        b"Subject: =?utf-8?q?caf=C3=A9?=\nFrom: Ren\xc3\xa9 <r@example.com>\n\nna\xc3\xafve\n"
+    )
+    with FaultPop([eight_bit, *MESSAGES], faults={"utf8_notice"}) as pop:
+        binding = bind(pop, leave_policy=LeavePolicy.DELETE)
+        run = binding_fetch(binding=binding)
+        assert (run.outcome, run.messages, run.deleted) == (FetchOutcome.OK, 5, 5), run.error
+        assert "UTF8" in pop.commands()
+    assert_exactly(binding, [eight_bit, *MESSAGES])
+
+
+def test_it_fetches_nothing_from_a_server_that_refuses_utf8_mode():
+    with FaultPop(MESSAGES, faults={"utf8_refused"}) as pop:
+        binding = bind(pop, leave_policy=LeavePolicy.DELETE)
+        run = binding_fetch(binding=binding)
+        binding.refresh_from_db()
+        assert run.outcome == FetchOutcome.ERROR
+        assert binding.state == BindingState.NEEDS_ATTENTION
+        assert "refused to enable it" in binding.last_error
+        assert pop.deleted == []
+
+
+def test_it_ends_a_trickle_in_bounded_time_and_keeps_what_was_proven(settings):
+    settings.POP3_TIMEOUT = 5.0
+    settings.POP3_MIN_PROGRESS_BYTES = 1024
+    settings.POP3_MIN_PROGRESS_SECONDS = 1.0
+    with FaultPop(MESSAGES, faults={"trickle"}, trickle_delay=0.02) as pop:
+        binding = bind(pop)
+        started = time.monotonic()
+        run = binding_fetch(binding=binding)
+        took = time.monotonic() - started
+    binding.refresh_from_db()
+    assert run.outcome == FetchOutcome.ERROR
+    assert took < 5
+    assert "too slow to be a working server" in binding.last_error
+    assert binding.state == BindingState.RETRYING
+
+
+def test_a_keep_mode_session_never_reports_deletions_it_did_not_ask_for():
+    with FaultPop(MESSAGES, faults={"quit_err"}) as pop:
+        binding = bind(pop, leave_policy=LeavePolicy.KEEP)
+        run = binding_fetch(binding=binding)
+    assert (run.outcome, run.messages, run.error) == (FetchOutcome.OK, 4, "")
+    assert_exactly(binding, MESSAGES)
+
+
+def test_it_explains_a_starttls_that_was_accepted_and_then_failed():
+    with FaultPop(MESSAGES, faults={"stls_then_plain"}) as pop:
+        binding = bind(pop, security=Security.STARTTLS)
+        run = binding_fetch(binding=binding)
+        binding.refresh_from_db()
+    assert run.outcome == FetchOutcome.ERROR
+    assert binding.last_error.startswith("The server accepted STARTTLS, but then")
+    assert not {"USER", "PASS", "AUTH"} & set(pop.commands())
+
+
+def test_it_refuses_a_server_the_outbound_guard_refuses_and_says_why(settings):
+    settings.ISP_ALLOW_PRIVATE_ADDRESSES = False
+    with FaultPop(MESSAGES) as pop:
+        binding = bind(pop)
+        run = binding_fetch(binding=binding)
+        assert pop.log == []  # not even a connection
+    binding.refresh_from_db()
+    assert run.outcome == FetchOutcome.ERROR
+    assert binding.state == BindingState.NEEDS_ATTENTION
+    assert "AAMail does not connect to 127.0.0.1" in binding.last_error
+
+
+def test_it_never_quotes_a_service_that_is_not_pop3(settings):
+    with FaultPop(MESSAGES, faults={"garbage_greeting"}) as pop:
+        binding = bind(pop)
+        binding_fetch(binding=binding)
+    binding.refresh_from_db()
+    assert "does not speak POP3" in binding.last_error
+    assert "Welcome" not in binding.last_error

@@ -422,3 +422,15 @@ def test_it_refuses_commands_after_an_error():
         assert client.broken
         with pytest.raises(Pop3ProtocolError, match="closed after an earlier error"):
             client.noop()
+
+
+def test_it_explains_a_starttls_that_was_accepted_and_then_failed():
+    with (
+        FaultPop(MESSAGES, faults={"stls_then_plain"}) as pop,
+        pytest.raises(Pop3TlsError) as caught,
+    ):
+        connected(pop, security=Security.STARTTLS, timeout=2)
+    assert caught.value.message.startswith("The server accepted STARTTLS, but then")
+    # After STLS only the TLS handshake's bytes went out: no command in plain text.
+    assert pop.commands()[:2] == ["CAPA", "STLS"]
+    assert not {"USER", "PASS", "AUTH", "APOP"} & set(pop.commands())

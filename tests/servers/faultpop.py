@@ -17,6 +17,8 @@ Faults (names in ``faults``):
   no_uidl            UIDL answers -ERR
   wrong_list_sizes   LIST and STAT report 10 octets more than sent
   offer_stls         CAPA lists STLS, but STLS answers -ERR
+  stls_then_plain    CAPA lists STLS, STLS answers +OK, then the server goes on in plain
+                     text instead of a TLS handshake
   reject_password    PASS / AUTH / APOP answer "-ERR [AUTH] ..."
   in_use             PASS / AUTH answer "-ERR [IN-USE] ..."
   drop_mid_retr      close the connection halfway through a RETR body
@@ -203,12 +205,16 @@ class _Session:
         caps = ["TOP", "USER", "SASL PLAIN", "RESP-CODES", "AUTH-RESP-CODE"]
         caps += [] if "no_uidl" in self.faults else ["UIDL"]
         caps += [] if "no_pipelining" in self.faults else ["PIPELINING"]
-        caps += ["STLS"] if "offer_stls" in self.faults else []
+        caps += ["STLS"] if {"offer_stls", "stls_then_plain"} & self.faults else []
         if {"utf8", "utf8_notice", "utf8_refused"} & self.faults:
             caps += ["UTF8"]
         self.send("+OK\r\n" + "".join(f"{c}\r\n" for c in caps) + ".\r\n")
 
     def do_STLS(self, arg: str) -> None:
+        if "stls_then_plain" in self.faults:
+            self.send("+OK Begin TLS negotiation\r\n")
+            self.pop._stop.wait(0.2)  # the client is in its handshake by now
+            return self.send("+OK still plain text\r\n")
         self.send("-ERR TLS not available\r\n")
 
     def do_UTF8(self, arg: str) -> None:
