@@ -75,14 +75,12 @@ class Domain(models.Model):
 
     def _check_bindings_still_allowed(self) -> None:
         # A type change that would strand bindings is refused, never applied by deleting them.
-        from accounts.models import Account
-
+        # Through the reverse relations only: domains knows no other app's code.
+        bound = self.accounts.filter(bindings__isnull=False).distinct().order_by("localpart")
         stranded = [
-            account.address
-            for account in Account.objects.filter(domain=self, bindings__isnull=False)
-            .distinct()
-            .order_by("localpart")
-            if not rules.binding_allowed(self.domain_type, account.kind)
+            f"{localpart}@{self.name}"
+            for localpart, kind in bound.values_list("localpart", "kind")
+            if not rules.binding_allowed(self.domain_type, kind)
         ]
         if stranded:
             raise ValidationError(
