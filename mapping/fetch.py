@@ -51,7 +51,7 @@ from django.utils import timezone
 
 from accounts.mailbox import MailboxPathError, MailOwnerError, mail_owner, mailbox_path
 
-from . import outbound, seen, status
+from . import credentials, outbound, seen, status
 from .crypto import SecretKeyError
 from .lease import Holder, Lease, LeaseLostError, lease_acquire
 from .maildir import Delivery, MaildirWriter, Syncer
@@ -205,10 +205,7 @@ class _Fetch:
         ) as self.client:
             self.client.connect(sock=sock)
             self.lease.renew_if_due()
-            try:
-                self.client.login(b.username, b.get_isp_password())  # decrypted just now
-            except ValueError as exc:  # a CR, LF or NUL in the credentials: never sent
-                raise Pop3AuthError(str(exc)) from None
+            self.client.authenticate(credentials.pop3_authenticator(b, self.client))
             self.lease.renew_if_due()
             self._plan()
             self._fetch_all()

@@ -85,6 +85,8 @@ class Binding(models.Model):
     last_success_at = models.DateTimeField("Last success", null=True, blank=True)
     last_error = models.TextField("Last error", blank=True)
     last_error_at = models.DateTimeField(null=True, blank=True)
+    # When the current run of failures began (None while OK): alerts and the Overview read it.
+    failing_since = models.DateTimeField("Failing since", null=True, blank=True)
     consecutive_failures = models.PositiveIntegerField(default=0)
     next_fetch_at = models.DateTimeField("Next fetch", null=True, blank=True, db_index=True)
     messages_fetched = models.PositiveBigIntegerField("Messages fetched", default=0)

@@ -9,6 +9,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from django.db.models import F
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from .lease import Holder, Lease
@@ -52,6 +53,7 @@ def record_success(
         last_check_at=now,
         last_success_at=now,
         last_error="",
+        failing_since=None,
         consecutive_failures=0,
         next_fetch_at=now + next_in,
         retr_one_at_a_time=one_at_a_time,
@@ -90,6 +92,7 @@ def record_failure(
         last_check_at=now,
         last_error=message,
         last_error_at=now,
+        failing_since=Coalesce(F("failing_since"), now),
         consecutive_failures=F("consecutive_failures") + 1,
         next_fetch_at=next_at,
         lease_token=None,

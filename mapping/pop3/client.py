@@ -425,7 +425,13 @@ class Client:
         return caps
 
     def login(self, username: str, password: str, *, method: str = "auto") -> None:
-        """Log in; method is "auto", "user", "apop" or "sasl-plain"."""
+        """Log in with a password; method is "auto", "user", "apop" or "sasl-plain"."""
+        self.authenticate(self.password_authenticator(username, password, method=method))
+
+    def password_authenticator(
+        self, username: str, password: str, *, method: str = "auto"
+    ) -> Authenticator:
+        """The password login this server takes best: SASL PLAIN, else APOP, else USER/PASS."""
         caps = self.capabilities or {}
         if method == "auto":
             if "PLAIN" in (m.upper() for m in caps.get("SASL", [])):
@@ -437,7 +443,7 @@ class Client:
         methods = {"user": UserPass, "apop": Apop, "sasl-plain": SaslPlain}
         if method not in methods:
             raise ValueError(f"Unknown POP3 login method {method!r}.")
-        self.authenticate(methods[method](username, password))
+        return methods[method](username, password)
 
     def authenticate(self, authenticator: Authenticator) -> None:
         """Log in with any Authenticator."""

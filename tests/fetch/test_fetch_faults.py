@@ -433,3 +433,19 @@ def test_it_never_quotes_a_service_that_is_not_pop3(settings):
     binding.refresh_from_db()
     assert "does not speak POP3" in binding.last_error
     assert "Welcome" not in binding.last_error
+
+
+def test_it_notes_since_when_a_binding_has_been_failing():
+    binding = BindingFactory(host="127.0.0.1", port=free_port(), security=Security.NONE)
+    binding_fetch(binding=binding)
+    binding.refresh_from_db()
+    first = binding.failing_since
+    assert first is not None
+    binding_fetch(binding=binding)
+    binding.refresh_from_db()
+    assert binding.failing_since == first  # the same run of failures
+    with FaultPop(MESSAGES) as pop:
+        move_to(binding, pop)
+        binding_fetch(binding=binding)
+    binding.refresh_from_db()
+    assert binding.failing_since is None
