@@ -436,7 +436,10 @@ def test_it_never_quotes_a_service_that_is_not_pop3(settings):
 
 
 def test_it_notes_since_when_a_binding_has_been_failing():
-    binding = BindingFactory(host="127.0.0.1", port=free_port(), security=Security.NONE)
+    binding = BindingFactory(
+        host="127.0.0.1", port=free_port(), security=Security.NONE, username="user",
+        raw_password="pass",
+    )  # fmt: skip
     binding_fetch(binding=binding)
     binding.refresh_from_db()
     first = binding.failing_since
