@@ -140,3 +140,30 @@ def check_secret_files(app_configs, **kwargs) -> list[checks.CheckMessage]:
             )
         )
     return warnings
+
+
+@checks.register(checks.Tags.security, deploy=True)
+def check_generated_secrets(app_configs, **kwargs) -> list[checks.CheckMessage]:
+    """A deployment sets its own keys: a key generated under var/ lives and dies with it."""
+    if settings.DEBUG:
+        return []
+    problems = []
+    if settings.SECRET_KEY_GENERATED:
+        problems.append(
+            checks.Error(
+                "SECRET_KEY is not set: the key in use was generated into var/secret_key.",
+                hint="Set SECRET_KEY, or SECRET_KEY_FILE naming a file that holds it.",
+                id="aamail.E030",
+            )
+        )
+    if settings.ISP_SECRET_KEYS_GENERATED:
+        problems.append(
+            checks.Error(
+                "ISP_SECRET_KEYS is not set: the ISP passwords are encrypted with a key "
+                "generated into var/isp_secret_key, lost with that directory.",
+                hint="Set ISP_SECRET_KEYS (or ISP_SECRET_KEYS_FILE); "
+                "`manage.py rotate_isp_keys --generate` prints a new key.",
+                id="aamail.E031",
+            )
+        )
+    return problems

@@ -4,11 +4,13 @@ from pathlib import Path
 
 import environ
 
+from aamail.env import StrictEnv
 from aamail.secretfiles import generated_secret, private_dir, private_file, sqlite_file
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
-env = environ.Env()
+# Every setting is read here, once; NAME_FILE works for each (aamail/env.py).
+env = StrictEnv()
 # A local .env is read if present; real deployments set the environment instead.
 environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
 
@@ -31,8 +33,10 @@ def _fernet_key() -> str:
     return Fernet.generate_key().decode()
 
 
-# Without SECRET_KEY a per-checkout key is generated under var/ so the embedded
-# default starts with nothing configured; production must set SECRET_KEY.
+# Without SECRET_KEY (or SECRET_KEY_FILE) a per-checkout key is generated under var/ so the
+# embedded default starts with nothing configured; the deploy check refuses a generated key
+# when DEBUG is off (aamail/checks.py): production must set it.
+SECRET_KEY_GENERATED = not env.str("SECRET_KEY", default="")
 SECRET_KEY = env.str("SECRET_KEY", default="") or generated_secret(
     VAR_DIR / "secret_key", _random_key
 )
@@ -169,6 +173,7 @@ MAIL_GID = env.int("MAIL_GID", default=None)
 # Comma-separated Fernet keys, newest first (MultiFernet): add a new key in front, run
 # `manage.py rotate_isp_keys`, then drop the old one. Never derived from SECRET_KEY, so a
 # SECRET_KEY rotation never loses the stored ISP passwords.
+ISP_SECRET_KEYS_GENERATED = not env.list("ISP_SECRET_KEYS", default=[])
 ISP_SECRET_KEYS = env.list("ISP_SECRET_KEYS", default=[]) or [
     generated_secret(VAR_DIR / "isp_secret_key", _fernet_key)
 ]
