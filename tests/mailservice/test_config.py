@@ -19,6 +19,7 @@ def production_settings(settings, tmp_path):
     settings.MAIL_UID = 8
     settings.MAIL_GID = 8
     settings.MAIL_DOVECOT_DATABASE_URL = "postgres://dovecot_ro:s3cret'x@db:5432/aamail"
+    settings.MAIL_RUN_DIR = "/run/aamail"
     return settings
 
 
@@ -34,6 +35,12 @@ def test_it_renders_the_four_files_from_settings(production_settings, tmp_path):
     assert "smtp_tls_CAfile = /etc/ssl/certs/ca-certificates.crt" in main_cf
     assert "virtual_transport = lmtp:unix:/run/aamail/dovecot/lmtp" in main_cf
     assert "mailmap = socketmap:unix:/run/aamail/mailmap/mailmap.sock" in main_cf
+    assert "transport_maps = ${mailmap}:transport" in main_cf
+    assert "smtpd_sender_restrictions = check_sender_access ${mailmap}:outside_sender" in main_cf
+    assert master_cf.count("-o max_use=1") == 3  # every smtpd: no stale 451 after an outage
+    assert "quota = maildir:User quota" in dovecot
+    assert "lmtp_rcpt_check_quota = yes" in dovecot
+    assert "'*:storage=' || quota_mb || 'M'" in sql
     assert "\n587 inet n - n - - smtpd\n" in master_cf
     assert "\n465 inet n - n - - smtpd\n" in master_cf
     assert "\n25 inet n - n - - smtpd\n" in master_cf
