@@ -56,9 +56,9 @@ from tests.servers.ispsmtp import FakeIspSmtp  # noqa: E402
 DOMAIN = "example.com"
 PEOPLE = {
     # account: (kind, local password, ISP login, ISP password, SMTP security)
-    "support": ("normal", "Support-Local-1", "ispsupport", "Isp:Secret support", "starttls"),
-    "sales": ("normal", "Sales-Local-2", "ispsales", "Isp:Secret sales", "ssl"),
-    "frontdesk": ("special_local_staff", "Desk-Local-3", "ispdesk", "Isp:Secret desk", "starttls"),
+    "support": ("normal", "Support-Local-1", "ispsupport", "Isp Secret support", "starttls"),
+    "sales": ("normal", "Sales-Local-2", "ispsales", "Isp Secret sales", "ssl"),
+    "frontdesk": ("special_local_staff", "Desk-Local-3", "ispdesk", "Isp Secret desk", "starttls"),
 }
 PORTS = [
     "MAIL_SMTP_PORT",
