@@ -19,6 +19,7 @@ SCRIPT = Path(__file__).with_name("follow_the_docs.py")
 pytestmark = pytest.mark.mailservice
 
 
+@pytest.mark.timeout(900)  # a fresh clone installs its own .venv first (~30-60 s)
 def test_it_deploys_as_documented_and_the_employee_story_works():
     if os.geteuid() != 0:
         pytest.skip("the documented `manage.py mailserver` needs root")
