@@ -106,3 +106,31 @@ def test_it_points_dovecot_at_a_sqlite_file(settings):
         "sql_driver": "sqlite",
         "sql_connect": "/var/lib/aamail/aamail.sqlite3",
     }
+
+
+def test_postfix_asks_the_socket_mailmap_listens_on_by_default(production_settings, tmp_path):
+    # One source of truth (issue 10, item 1): no MAILMAP_SOCKET set anywhere.
+    from mailservice import layout
+    from mailservice.mapserver import socket_path
+
+    production_settings.MAILMAP_SOCKET = None
+    production_settings.MAIL_RUN_DIR = tmp_path / "run"
+    call_command("mailconfig", "--out", str(tmp_path / "etc"))
+    main_cf = (tmp_path / "etc" / "postfix" / "main.cf").read_text()
+    assert f"mailmap = socketmap:unix:{socket_path()}\n" in main_cf
+    assert socket_path() == tmp_path / "run" / "mailmap" / "mailmap.sock"
+    dovecot = (tmp_path / "etc" / "dovecot" / "dovecot.conf").read_text()
+    assert f"base_dir = {layout.dovecot_base_dir()}\n" in dovecot
+    assert f"virtual_transport = {layout.local_transport()}\n" in main_cf
+
+
+def test_it_writes_into_mail_config_dir_where_the_console_finds_dovecot(
+    production_settings, tmp_path
+):
+    from mailservice import layout
+
+    production_settings.MAIL_CONFIG_DIR = tmp_path / "mail-config"
+    production_settings.MAIL_DOVECOT_CONFIG = ""
+    assert layout.installed_dovecot_conf() == ""  # nothing rendered yet: nothing to flush
+    call_command("mailconfig")
+    assert layout.installed_dovecot_conf() == str(tmp_path / "mail-config/dovecot/dovecot.conf")

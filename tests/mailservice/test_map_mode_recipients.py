@@ -63,3 +63,11 @@ def test_it_refuses_an_unknown_address_of_a_standard_mode_domain(
         code, _ = client.data(message(boss, [boss], "note to self"))
         assert code == 250
     wait_for_imap_message(office, tls_context, boss, BOSS_LOCAL, "note to self")
+
+
+def test_the_domain_form_says_where_mail_for_unknown_addresses_goes():
+    from domains.forms import DomainForm
+
+    help_text = DomainForm().fields["domain_type"].help_text
+    assert "goes out through the sender's ISP relay" in help_text
+    assert "an address without an account here is refused" in help_text
