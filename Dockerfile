@@ -14,7 +14,10 @@ COPY templates ./templates
 COPY static ./static
 RUN SECRET_KEY=build ISP_SECRET_KEYS=ZmFrZS1rZXktZm9yLWNvbGxlY3RzdGF0aWMtb25seS0hIQ== \
     python manage.py collectstatic --noinput -v0
-# Maildir files belong to the mail user Dovecot runs as (Debian's mail, 8:8).
+# Maildir files belong to the mail user Dovecot runs as (Debian's mail, 8:8): the worker runs
+# as that user (so it passes the worker's mail-owner check), and a new `maildirs` volume takes
+# this directory's owner. The mail-daemon harness (devserver/) is not needed here.
+RUN mkdir -p /var/mail/aamail && chown 8:8 /var/mail/aamail
 USER 8:8
 
 # The office mail processes (mailmap, Dovecot, Postfix) on top of the app image.

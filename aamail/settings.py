@@ -260,7 +260,10 @@ MAIL_RELAY_CA_FILE = env.str("MAIL_RELAY_CA_FILE", default="") or None
 MAIL_DOVECOT_DATABASE_URL = env.str("MAIL_DOVECOT_DATABASE_URL", default="")
 # {"example.com": "smtp.example.net:587"}: relay for senders of a domain with no binding.
 MAIL_SMART_HOSTS = env.json("MAIL_SMART_HOSTS", default={})
-MAIL_RUN_DIR = env.str("MAIL_RUN_DIR", default="/run/aamail")
+# Sockets (lookup server, Dovecot's LMTP and auth) and the rendered Dovecot/Postfix files;
+# every command and the web console take them from here (mailservice/layout.py).
+MAIL_RUN_DIR = env.path("MAIL_RUN_DIR", default=VAR_DIR / "run")
+MAIL_CONFIG_DIR = env.path("MAIL_CONFIG_DIR", default=VAR_DIR / "mail-config")
 MAILMAP_SOCKET = env.str("MAILMAP_SOCKET", default="") or None
 MAILMAP_ALLOWED_USERS = env.list("MAILMAP_ALLOWED_USERS", default=["postfix"])
 MAILMAP_DB_WORKERS = env.int("MAILMAP_DB_WORKERS", default=8)

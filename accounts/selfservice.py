@@ -4,7 +4,6 @@ and the settings to type into a mail program. Nothing of anyone else, no ISP pas
 from __future__ import annotations
 
 from django import forms
-from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import update_session_auth_hash
 from django.contrib.auth.decorators import login_required
@@ -14,11 +13,13 @@ from django.shortcuts import redirect, render
 from django.views.decorators.debug import sensitive_post_parameters, sensitive_variables
 from django.views.decorators.http import require_http_methods
 
+from mailservice import layout
 from mailservice.lookups import account_relay_binding
 from mailservice.passwords import account_local_password_set
 
 from . import throttle
 from .access import account_of
+from .mailbox import quota_status
 from .models import Account
 
 
@@ -81,19 +82,15 @@ def _own_account(request) -> Account:
 
 
 def client_settings(*, account: Account) -> list[dict]:
-    """What to type into a mail program (server, port, security, user name)."""
-    host = getattr(settings, "MAIL_HOSTNAME", "localhost")
-    port = lambda name, default: getattr(settings, name, default)  # noqa: E731
+    """What to type into a mail program: the host name and ports the office box really uses."""
+    host, ports = layout.hostname(), layout.Ports.from_settings()
     return [
-        {"service": "Incoming (IMAP)", "host": host, "port": port("MAIL_IMAPS_PORT", 993),
-         "security": "SSL/TLS", "alt_port": port("MAIL_IMAP_PORT", 143),
-         "alt_security": "STARTTLS"},
-        {"service": "Incoming (POP3)", "host": host, "port": port("MAIL_POP3S_PORT", 995),
-         "security": "SSL/TLS", "alt_port": port("MAIL_POP3_PORT", 110),
-         "alt_security": "STARTTLS"},
-        {"service": "Outgoing (SMTP)", "host": host, "port": port("MAIL_SUBMISSION_PORT", 587),
-         "security": "STARTTLS", "alt_port": port("MAIL_SUBMISSIONS_PORT", 465),
-         "alt_security": "SSL/TLS"},
+        {"service": "Incoming (IMAP)", "host": host, "port": ports.imaps, "security": "SSL/TLS",
+         "alt_port": ports.imap, "alt_security": "STARTTLS"},
+        {"service": "Incoming (POP3)", "host": host, "port": ports.pop3s, "security": "SSL/TLS",
+         "alt_port": ports.pop3, "alt_security": "STARTTLS"},
+        {"service": "Outgoing (SMTP)", "host": host, "port": ports.submission,
+         "security": "STARTTLS", "alt_port": ports.submissions, "alt_security": "SSL/TLS"},
     ]  # fmt: skip
 
 
@@ -105,6 +102,7 @@ def _page(request, account: Account, form: LocalPasswordForm, status: int = 200)
         "bindings": account.bindings.order_by("id"),
         "relay": relay,
         "client_settings": client_settings(account=account),
+        "quota": quota_status(account),
         "login_name": account.address,
     }
     return render(request, "accounts/selfservice.html", context, status=status)

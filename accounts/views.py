@@ -25,6 +25,7 @@ from .access import (
 )
 from .forms import AccountGeneralForm, AccountSearchForm
 from .login import ThrottledAuthenticationForm
+from .mailbox import quota_status
 
 
 @method_decorator(sensitive_post_parameters("password"), name="dispatch")
@@ -101,6 +102,9 @@ class AccountGeneralView(AccountDialogMixin, UpdateView):
                 update_session_auth_hash(self.request, self.object.user)  # keep this one
         messages.success(self.request, f"Account {self.object.address} saved.")
         return response
+
+    def get_context_data(self, **kwargs):
+        return super().get_context_data(quota=quota_status(self.object), **kwargs)
 
     def get_success_url(self) -> str:
         return reverse("account-general", args=[self.object.pk])

@@ -102,6 +102,7 @@ def _seed(isp):
             smtp_host="localhost",
             smtp_port=isp.submission_port if starttls else isp.smtps_port,
             smtp_security=Security.STARTTLS if starttls else Security.SSL,
+            is_outgoing_relay=True,
         )
         accounts.append(account.address)
     return accounts
@@ -110,17 +111,19 @@ def _seed(isp):
 class _MailmapProcess:
     """`manage.py mailmap` in its own process, as in production (no GIL shared with us)."""
 
-    def __init__(self, socket: Path, stats: Path | None = None) -> None:
-        self.socket, self.stats = socket, stats
+    def __init__(self, socket: Path, run_dir: Path, stats: Path | None = None) -> None:
+        self.socket, self.run_dir, self.stats = socket, run_dir, stats
         self.process: subprocess.Popen | None = None
 
     def __enter__(self):
-        from mailservice.processes import wait_for_unix
+        from devserver.processes import wait_for_unix
 
         command = [sys.executable, str(ROOT / "manage.py"), "mailmap", "--socket", str(self.socket)]
         if self.stats:
             command += ["--stats", str(self.stats)]
-        self.process = subprocess.Popen(command, env=os.environ.copy())
+        # MAIL_RUN_DIR: the office's Dovecot LMTP socket, which the transport map names.
+        env = {**os.environ, "MAIL_RUN_DIR": str(self.run_dir)}
+        self.process = subprocess.Popen(command, env=env)
         wait_for_unix(self.socket)
         return self
 
@@ -225,6 +228,7 @@ def _client_latency(path: Path, accounts: list[str], n: int) -> dict:
 def _hash_map_config(office, accounts) -> None:
     """Rewrite the rendered Postfix files to static hash tables with the same answers."""
     from mailservice import lookups
+    from mailservice.socketmap import Request
 
     maps_dir = Path(office.config.config_dir) / "hashmaps"
     maps_dir.mkdir(exist_ok=True)
@@ -232,7 +236,9 @@ def _hash_map_config(office, accounts) -> None:
     keys = {
         "domains": [domain],
         "mailboxes": accounts,
+        "transport": accounts,
         "recipient": [],
+        "outside_sender": [],
         "sender_login": accounts,
         "sasl_class": accounts,
         "internal_only": accounts,
@@ -243,7 +249,9 @@ def _hash_map_config(office, accounts) -> None:
     for name, names in keys.items():
         lines = []
         for key in names:
-            reply = getattr(lookups, name)(key)
+            reply = lookups.answer(
+                Request(name, key), local_transport=office.config.local_transport
+            )
             if reply.status == "OK":
                 lines.append(f"{key} {reply.data}")
         path = maps_dir / name
@@ -271,11 +279,11 @@ def main() -> None:
         sys.exit("Run as root: Postfix and Dovecot are started privately and drop privileges.")
 
     _setup_django()
+    from devserver.certs import make_ca_and_cert
+    from devserver.processes import free_port, postfix_start, postfix_stop
+    from devserver.runner import OfficeMailServer
     from mailservice.config import MailConfig, Ports
-    from mailservice.processes import free_port, postfix_start, postfix_stop
-    from mailservice.runner import OfficeMailServer
     from tests.servers.ispsmtp import FakeIspSmtp
-    from tests.servers.tlscerts import make_ca_and_cert
 
     base = Path(tempfile.mkdtemp(prefix="aamail-msbench-"))
     base.chmod(0o755)
@@ -286,7 +294,9 @@ def main() -> None:
         ports = Ports(*(free_port() for _ in range(7)))
         config = MailConfig.private(
             base,
-            ports,
+            ports=ports,
+            config_dir=str(base / "etc"),
+            run_dir=str(base / "run"),
             hostname="localhost",
             tls_cert=str(cert),
             tls_key=str(key),
@@ -300,13 +310,13 @@ def main() -> None:
         stats = base / "mailmap-stats.json"
         socket = Path(config.mailmap_socket)
         try:
-            with _MailmapProcess(socket, stats):
+            with _MailmapProcess(socket, Path(config.run_dir), stats):
                 office.start()
                 # Warm-up, not measured: TLS session caches, Dovecot's auth cache, processes.
                 _phase("warm-up", office, isp, accounts, max(100, total // 10), context)
                 results["socketmap"] = _phase("socketmap", office, isp, accounts, total, context)
             results["lookup_server_latency"] = json.loads(stats.read_text())
-            with _MailmapProcess(socket):
+            with _MailmapProcess(socket, Path(config.run_dir)):
                 results["lookup_client_latency"] = _client_latency(socket, accounts, 2000)
             postfix_stop(config.postfix_dir)
             _hash_map_config(office, accounts)

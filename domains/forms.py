@@ -19,9 +19,13 @@ class DomainForm(forms.ModelForm):
         ]
         help_texts = {
             "domain_type": (
-                "Standard mode: accounts cannot be bound to ISP mailboxes. Map mail server "
-                "mode: every account may have remote POP3 accounts. Share mode: every account "
-                "except special local staff."
+                "Standard mode: this office is the domain's mail server; accounts cannot be "
+                "bound to ISP mailboxes, and mail to an address without an account here is "
+                "refused. Map mail server mode: the domain stays hosted at the ISP and every "
+                "account may have remote POP3 accounts; mail to an address of the domain that "
+                "has no account here (a colleague with only an ISP mailbox) goes out through "
+                "the sender's ISP relay, like outside mail. Share mode: the same, but special "
+                "local staff accounts cannot have remote POP3 accounts."
             ),
             "pop3_host": "Pre-filled in Map settings for new accounts, e.g. mail.isp.example.",
         }

@@ -7,14 +7,17 @@ socket paths, database); `render()` turns it into the four files of mail-service
     DIR/dovecot/dovecot.conf   DIR/dovecot/dovecot-sql.conf.ext
     DIR/postfix/main.cf        DIR/postfix/master.cf
 
-Production values go to the system paths (/var/spool/postfix, …); `manage.py mailserver`
-and the tests use `MailConfig.private()` instead: everything under one directory, loopback
-high ports, Dovecot's auth penalty off only where asked.
+Every place shared with another process (Maildirs and their owner, sockets, configuration
+directory, ports) comes from accounts/mailbox.py and layout.py, the one source of truth the
+fetcher, `mailmap` and the self-service page read too. `MailConfig.private()` (used by
+`manage.py mailserver`, the tests and the benchmark) only moves the daemons' own state
+(queue, data, logs) under one directory and listens on 127.0.0.1.
 """
 
 from __future__ import annotations
 
 import grp
+import os
 import re
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -24,6 +27,11 @@ from django.db import connections
 from django.template import Context, Engine
 
 from accounts.mailbox import MailOwnerError, mail_owner
+
+from . import layout
+from .layout import Ports
+
+__all__ = ["ConfigError", "MailConfig", "Ports", "render", "write"]
 
 TEMPLATE_DIR = Path(__file__).resolve().parent / "templates" / "mailservice"
 SYSTEM_CA_FILE = "/etc/ssl/certs/ca-certificates.crt"
@@ -35,19 +43,15 @@ _SAFE_PATH = re.compile(r"^/[A-Za-z0-9._/+-]*$")
 _SAFE_HOST = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?$")
 
 
+# What a sender reads when a colleague's mailbox is full (LMTP 552 5.2.2, then the bounce).
+QUOTA_MESSAGE = (
+    "The recipient's mailbox is full (its quota is used up). Ask them to delete some mail, "
+    "or their administrator to raise the quota, then send again."
+)
+
+
 class ConfigError(Exception):
     """A setting cannot be turned into a working configuration; the text says which."""
-
-
-@dataclass(frozen=True)
-class Ports:
-    smtp: int = 25
-    submission: int = 587
-    submissions: int = 465
-    imap: int = 143
-    imaps: int = 993
-    pop3: int = 110
-    pop3s: int = 995
 
 
 @dataclass(frozen=True)
@@ -82,50 +86,38 @@ class MailConfig:
     # --- construction ------------------------------------------------------------------
 
     @classmethod
-    def from_settings(cls, config_dir: str | Path = "/etc/aamail/mail", **overrides):
-        """Production values from settings (names in docs/mail-service.md)."""
-        run_dir = str(_setting("MAIL_RUN_DIR", "/run/aamail"))
+    def from_settings(cls, config_dir: str | Path | None = None, **overrides) -> MailConfig:
+        """Every value from settings (names in docs/mail-service.md); `overrides` win."""
         try:
             uid, gid = mail_owner()
         except MailOwnerError as exc:
             raise ConfigError(str(exc)) from None
+        run_dir = str(overrides.pop("run_dir", None) or layout.run_dir())
         values = dict(
-            hostname=_setting("MAIL_HOSTNAME", "localhost"),
-            listen=_setting("MAIL_LISTEN_ADDRESS", ""),
-            ports=Ports(
-                smtp=_setting("MAIL_SMTP_PORT", 25),
-                submission=_setting("MAIL_SUBMISSION_PORT", 587),
-                submissions=_setting("MAIL_SUBMISSIONS_PORT", 465),
-                imap=_setting("MAIL_IMAP_PORT", 143),
-                imaps=_setting("MAIL_IMAPS_PORT", 993),
-                pop3=_setting("MAIL_POP3_PORT", 110),
-                pop3s=_setting("MAIL_POP3S_PORT", 995),
-            ),
-            tls_cert=str(_setting("MAIL_TLS_CERT_FILE", "")),
-            tls_key=str(_setting("MAIL_TLS_KEY_FILE", "")),
+            hostname=layout.hostname(),
+            listen=settings.MAIL_LISTEN_ADDRESS,
+            ports=Ports.from_settings(),
+            tls_cert=str(settings.MAIL_TLS_CERT_FILE),
+            tls_key=str(settings.MAIL_TLS_KEY_FILE),
             relay_ca_file=str(
-                _setting("MAIL_RELAY_CA_FILE", None)
-                or getattr(settings, "ISP_CA_FILE", None)
-                or SYSTEM_CA_FILE
+                settings.MAIL_RELAY_CA_FILE or settings.ISP_CA_FILE or SYSTEM_CA_FILE
             ),
             mail_root=str(settings.MAIL_ROOT),
             mail_uid=uid,
             mail_gid=gid,
-            config_dir=str(config_dir),
+            config_dir=str(config_dir or layout.config_dir()),
             run_dir=run_dir,
-            mailmap_socket=str(
-                _setting("MAILMAP_SOCKET", None) or f"{run_dir}/mailmap/mailmap.sock"
-            ),
-            dovecot_state_dir=_setting("MAIL_DOVECOT_STATE_DIR", "/var/lib/dovecot"),
-            dovecot_log=_setting("MAIL_DOVECOT_LOG", "/dev/stderr"),
-            postfix_queue_dir=_setting("MAIL_POSTFIX_QUEUE_DIR", "/var/spool/postfix"),
-            postfix_data_dir=_setting("MAIL_POSTFIX_DATA_DIR", "/var/lib/postfix"),
-            postfix_log=_setting("MAIL_POSTFIX_LOG", "/dev/stdout"),
-            auth_cache_ttl=_setting("MAIL_AUTH_CACHE_TTL", "5 min"),
-            auth_worker_limit=_setting("MAIL_AUTH_WORKER_LIMIT", 4),
-            message_size_limit=_setting("MAIL_MESSAGE_SIZE_LIMIT", 52_428_800),
-            doveadm_api_key=_setting("DOVEADM_API_KEY", ""),
-            doveadm_http_port=_setting("DOVEADM_HTTP_PORT", 8080),
+            mailmap_socket=str(layout.mailmap_socket(run_dir)),
+            dovecot_state_dir=settings.MAIL_DOVECOT_STATE_DIR,
+            dovecot_log=settings.MAIL_DOVECOT_LOG,
+            postfix_queue_dir=settings.MAIL_POSTFIX_QUEUE_DIR,
+            postfix_data_dir=settings.MAIL_POSTFIX_DATA_DIR,
+            postfix_log=settings.MAIL_POSTFIX_LOG,
+            auth_cache_ttl=settings.MAIL_AUTH_CACHE_TTL,
+            auth_worker_limit=settings.MAIL_AUTH_WORKER_LIMIT,
+            message_size_limit=settings.MAIL_MESSAGE_SIZE_LIMIT,
+            doveadm_api_key=settings.DOVEADM_API_KEY,
+            doveadm_http_port=settings.DOVEADM_HTTP_PORT,
         )
         if "sql_driver" not in overrides:
             values.update(dovecot_database())
@@ -133,15 +125,17 @@ class MailConfig:
         return cls(**values)
 
     @classmethod
-    def private(cls, base_dir: str | Path, ports: Ports, **overrides) -> MailConfig:
-        """A private instance: everything under `base_dir`, listening on 127.0.0.1 only."""
+    def private(cls, base_dir: str | Path, **overrides) -> MailConfig:
+        """A private instance on 127.0.0.1: the daemons' own state under `base_dir`.
+
+        Queue, data, state and log files go under `base_dir`, so it never touches the
+        system's Postfix or Dovecot. Everything shared with other processes (Maildirs,
+        sockets, configuration directory, ports, host name) still comes from settings,
+        unless the caller overrides it (the tests run several side by side).
+        """
         base = Path(base_dir)
         values = dict(
             listen="127.0.0.1",
-            ports=ports,
-            config_dir=str(base / "etc"),
-            run_dir=str(base / "run"),
-            mailmap_socket=str(base / "run" / "mailmap" / "mailmap.sock"),
             dovecot_state_dir=str(base / "state" / "dovecot"),
             dovecot_log=str(base / "log" / "dovecot.log"),
             postfix_queue_dir=str(base / "spool"),
@@ -159,7 +153,7 @@ class MailConfig:
 
     @property
     def dovecot_conf(self) -> Path:
-        return Path(self.config_dir) / "dovecot" / "dovecot.conf"
+        return layout.dovecot_conf(self.config_dir)
 
     @property
     def dovecot_sql_conf(self) -> Path:
@@ -171,15 +165,20 @@ class MailConfig:
 
     @property
     def dovecot_base_dir(self) -> Path:
-        return Path(self.run_dir) / "dovecot"
+        return layout.dovecot_base_dir(self.run_dir)
 
     @property
     def lmtp_socket(self) -> Path:
-        return self.dovecot_base_dir / "lmtp"
+        return layout.lmtp_socket(self.run_dir)
 
     @property
     def auth_socket(self) -> Path:
-        return self.dovecot_base_dir / "auth-postfix"
+        return layout.auth_socket(self.run_dir)
+
+    @property
+    def local_transport(self) -> str:
+        """What mailmap's `transport` map answers for an office mailbox."""
+        return layout.local_transport(self.run_dir)
 
     @property
     def is_private(self) -> bool:
@@ -198,7 +197,7 @@ class MailConfig:
             ("MAIL_RELAY_CA_FILE", self.relay_ca_file),
             ("MAIL_RUN_DIR", self.run_dir),
             ("MAILMAP_SOCKET", self.mailmap_socket),
-            ("config directory", self.config_dir),
+            ("MAIL_CONFIG_DIR", self.config_dir),
         ]:
             if not _SAFE_PATH.match(value):
                 raise ConfigError(
@@ -208,10 +207,15 @@ class MailConfig:
             raise ConfigError(f"MAIL_HOSTNAME = {self.hostname!r} is not a host name.")
         if self.listen and not re.match(r"^\d{1,3}(\.\d{1,3}){3}$", self.listen):
             raise ConfigError(f"MAIL_LISTEN_ADDRESS = {self.listen!r} is not an IPv4 address.")
-
-
-def _setting(name: str, default):
-    return getattr(settings, name, default)
+        # A unix socket path longer than sun_path (108 bytes) cannot be bound or reached.
+        for label, path in [
+            ("MAILMAP_SOCKET", self.mailmap_socket),
+            ("MAIL_RUN_DIR", str(self.auth_socket)),
+        ]:
+            if len(path.encode()) > 100:
+                raise ConfigError(
+                    f"{label}: {path} is too long for a unix socket; use a shorter path."
+                )
 
 
 def _conninfo_value(value) -> str:
@@ -228,7 +232,7 @@ def dovecot_database() -> dict[str, str]:
     MAIL_DOVECOT_DATABASE_URL (a read-only role with SELECT on mail_dovecot_user only) if
     set, else the product's own connection.
     """
-    url = getattr(settings, "MAIL_DOVECOT_DATABASE_URL", "")
+    url = settings.MAIL_DOVECOT_DATABASE_URL
     if url:
         import environ
 
@@ -281,6 +285,7 @@ def render(config: MailConfig) -> dict[str, str]:
             "relay_ca_path": SYSTEM_CA_PATH,
             "dh_file": DH_FILE,
             "log_prefixes": _log_prefixes(config),
+            "quota_message": QUOTA_MESSAGE,
         },
         autoescape=False,  # configuration files, not HTML
     )
@@ -309,8 +314,6 @@ def write(config: MailConfig, out_dir: str | Path | None = None) -> list[Path]:
 
 
 def _chgrp(path: Path, group: str) -> None:
-    import os
-
     try:
         if os.getuid() == 0:
             os.chown(path, 0, grp.getgrnam(group).gr_gid)

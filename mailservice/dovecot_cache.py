@@ -5,7 +5,8 @@ until flushed, the old password keeps working. Two ways to reach Dovecot:
 
 - DOVEADM_HTTP_URL (+ DOVEADM_API_KEY): doveadm's HTTP API, for Dovecot in another
   container (docker-compose);
-- MAIL_DOVECOT_CONFIG: `doveadm -c <dovecot.conf> auth cache flush`, same machine.
+- the dovecot.conf of this machine (MAIL_DOVECOT_CONFIG, else the one `mailconfig` or
+  `mailserver` wrote into MAIL_CONFIG_DIR): `doveadm -c <dovecot.conf> auth cache flush`.
 
 With neither, there is no Dovecot to tell: a log line says so and nothing else happens.
 Failures are logged, never raised: the password is already saved, and the cache entry
@@ -22,13 +23,15 @@ import urllib.request
 
 from django.conf import settings
 
+from . import layout
+
 log = logging.getLogger(__name__)
 
 
 def auth_cache_flush(*, username: str) -> bool:
     """Ask Dovecot to forget `username`'s cached login; True when it confirmed."""
     url = getattr(settings, "DOVEADM_HTTP_URL", "")
-    conf = getattr(settings, "MAIL_DOVECOT_CONFIG", "")
+    conf = layout.installed_dovecot_conf()
     try:
         if url:
             return _flush_http(url, getattr(settings, "DOVEADM_API_KEY", ""), username)

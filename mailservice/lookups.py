@@ -2,15 +2,23 @@
 
 | map                | Postfix parameter                            | key         |
 |--------------------|----------------------------------------------|-------------|
-| domains            | virtual_mailbox_domains                      | domain      |
+| domains            | virtual_mailbox_domains (Standard mode only) | domain      |
 | mailboxes          | virtual_mailbox_maps                         | recipient   |
+| transport          | transport_maps (office mailbox -> LMTP)      | recipient   |
 | recipient          | virtual_alias_maps (``a+ext@d`` → ``a@d``)   | recipient   |
 | sender_login       | smtpd_sender_login_maps                      | MAIL FROM   |
+| outside_sender     | check_sender_access on port 25               | MAIL FROM   |
 | sasl_class         | check_sasl_access (restriction class)        | SASL login  |
 | internal_only      | check_recipient_access, special local staff  | recipient   |
 | no_relay           | check_recipient_access, sender without relay | recipient   |
 | relay_transport    | sender_dependent_default_transport_maps      | MAIL FROM   |
 | relay_credentials  | smtp_sasl_password_maps                      | MAIL FROM   |
+
+Who receives what: an address with an office account is delivered here (Dovecot LMTP). Any
+other address of a Standard-mode domain does not exist (550). A Map or Share mode domain is
+hosted at the ISP, and the office knows only some of its mailboxes: any other address there
+is a colleague at the ISP, reached like an outside address, through the sender's own relay
+(issue 10, item 4).
 
 Every answer is computed from the current rows, so a change of an account's kind, a domain's
 type or a binding takes effect on the next lookup. The maps read those rows through a *source*:
@@ -24,6 +32,7 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -31,10 +40,11 @@ from django.conf import settings
 from django.db import connection
 
 from accounts.models import Account, AccountKind
-from domains.models import Security
-from mapping import crypto
+from domains.models import DomainType, Security
+from mapping import crypto, outbound
 from mapping.models import Binding
 
+from . import layout
 from .socketmap import NOTFOUND, Reply, Request, ok, perm, temp
 
 log = logging.getLogger(__name__)
@@ -45,8 +55,13 @@ STAFF_REFUSAL = (
     "REJECT 5.7.1 Special local staff accounts may only send to internal addresses of this office"
 )
 NO_RELAY_REFUSAL = (
-    "REJECT 5.7.1 Your account has no outgoing ISP relay (remote POP3 account), so it can "
-    "only send to internal addresses of this office; ask your administrator"
+    "REJECT 5.7.1 Your account has no outgoing ISP relay (a remote POP3 account marked "
+    "Outgoing relay), so it can only send to internal addresses of this office; ask your "
+    "administrator"
+)
+FORGED_SENDER_REFUSAL = (
+    "REJECT 5.7.1 This office's own addresses send only through the submission port with "
+    "a login (port 587 or 465); mail from outside may not use them"
 )
 TRANSPORTS = {
     Security.STARTTLS: "isp_starttls",
@@ -73,6 +88,7 @@ class Mailbox:
     domain: str
     kind: str
     relay: RelayRow | None
+    domain_type: str = DomainType.MAP
 
 
 @dataclass(frozen=True)
@@ -102,18 +118,20 @@ class RelayRow:
 
 # One query per lookup, in SQL that SQLite and PostgreSQL read alike: the ORM's own cost
 # (~1 ms per query here) would dominate the lookup budget (p99 <= 2 ms, issue 6). The exact
-# local part wins over the one without "+extension" (an account name may contain "+"); the
-# relay is the enabled binding marked "Outgoing relay", else the first by id.
+# local part wins over the one without "+extension" (an account name may contain "+"). The
+# relay is the binding marked "Outgoing relay", whether or not its fetching is enabled: the
+# relay is a choice of its own (issue 10, item 8); none marked means no relay.
 _MAILBOX_COLUMNS = """
 SELECT a.localpart, d.name, a.kind,
        b.smtp_host, d.smtp_host, b.host, b.smtp_port, b.smtp_security, b.smtp_username,
-       b.username, b.smtp_password_encrypted, b.password_encrypted
+       b.username, b.smtp_password_encrypted, b.password_encrypted,
+       d.domain_type
 FROM accounts_account a
 JOIN domains_domain d ON d.id = a.domain_id
 LEFT JOIN mapping_binding b ON b.id = (
     SELECT b2.id FROM mapping_binding b2
-    WHERE b2.account_id = a.id AND b2.enabled
-    ORDER BY b2.is_outgoing_relay DESC, b2.id
+    WHERE b2.account_id = a.id AND b2.is_outgoing_relay
+    ORDER BY b2.id
     LIMIT 1
 )
 WHERE a.is_active AND d.is_active"""
@@ -126,8 +144,8 @@ LIMIT 1
 )
 # Every active mailbox (the snapshot's copy): the same rows, the same relay rule.
 ALL_MAILBOXES_SQL = _MAILBOX_COLUMNS
-_DOMAIN_SQL = "SELECT 1 FROM domains_domain WHERE name = %s AND is_active"
-ALL_DOMAINS_SQL = "SELECT name FROM domains_domain WHERE is_active"
+_DOMAIN_SQL = "SELECT domain_type FROM domains_domain WHERE name = %s AND is_active"
+ALL_DOMAINS_SQL = "SELECT name, domain_type FROM domains_domain WHERE is_active"
 
 
 def mailbox_keys(address: str) -> tuple[str, str, str] | None:
@@ -144,8 +162,8 @@ def mailbox_from_row(row) -> Mailbox:
     """A row of _MAILBOX_COLUMNS → Mailbox (no relay for special local staff)."""
     relay = None
     if row[5] is not None and row[2] != AccountKind.SPECIAL_LOCAL_STAFF:
-        relay = RelayRow(*row[3:])
-    return Mailbox(f"{row[0]}@{row[1]}", row[0], row[1], row[2], relay)
+        relay = RelayRow(*row[3:12])
+    return Mailbox(f"{row[0]}@{row[1]}", row[0], row[1], row[2], relay, row[12])
 
 
 def mailbox_for_address(address: str) -> Mailbox | None:
@@ -164,13 +182,15 @@ def hosted_domain(address_or_domain: str) -> str:
     return address_or_domain.strip().lower().rpartition("@")[2]
 
 
-def is_hosted(address_or_domain: str) -> bool:
+def domain_type(address_or_domain: str) -> str | None:
+    """The type of the active hosted domain of an address (or domain), None if not hosted."""
     domain = hosted_domain(address_or_domain)
     if not domain:
-        return False
+        return None
     with connection.cursor() as cursor:
         cursor.execute(_DOMAIN_SQL, [domain])
-        return cursor.fetchone() is not None
+        row = cursor.fetchone()
+    return row[0] if row is not None else None
 
 
 class Source(Protocol):
@@ -178,7 +198,7 @@ class Source(Protocol):
 
     def mailbox(self, address: str) -> Mailbox | None: ...
 
-    def is_hosted(self, address_or_domain: str) -> bool: ...
+    def domain_type(self, address_or_domain: str) -> str | None: ...
 
 
 class _Database:
@@ -187,32 +207,66 @@ class _Database:
     def mailbox(self, address: str) -> Mailbox | None:
         return mailbox_for_address(address)
 
-    def is_hosted(self, address_or_domain: str) -> bool:
-        return is_hosted(address_or_domain)
+    def domain_type(self, address_or_domain: str) -> str | None:
+        return domain_type(address_or_domain)
 
 
 DATABASE: Source = _Database()
 
 
+@dataclass(frozen=True)
+class Context:
+    """What a map reads: the rows (a Source) and where office mailboxes are delivered."""
+
+    source: Source
+    local_transport: str
+
+
 def account_relay_binding(*, account: Account) -> Binding | None:
     """The binding whose SMTP server carries this account's outside mail, if any (ORM).
 
-    The one marked "Outgoing relay", else the first by id; only enabled bindings, and
-    none for special local staff (their mail stays inside). Same rule as _MAILBOX_SQL.
+    The one marked "Outgoing relay", enabled for fetching or not; none for special local
+    staff (their mail stays inside). Same rule as _MAILBOX_SQL.
     """
     if account.kind == AccountKind.SPECIAL_LOCAL_STAFF:
         return None
-    bindings = list(
+    return (
         Binding.objects.select_related("account__domain")
-        .filter(account=account, enabled=True)
-        .order_by("-is_outgoing_relay", "id")[:1]
+        .filter(account=account, is_outgoing_relay=True)
+        .order_by("id")
+        .first()
     )
-    return bindings[0] if bindings else None
 
 
 def _smart_host(domain: str) -> str | None:
-    hosts = getattr(settings, "MAIL_SMART_HOSTS", {}) or {}
-    return hosts.get(domain)
+    return (settings.MAIL_SMART_HOSTS or {}).get(domain)
+
+
+_VETTED: dict[tuple[str, int, object], tuple[float, str]] = {}
+_VETTED_SECONDS = 60.0
+
+
+def relay_refusal(host: str, port: int) -> str:
+    """Why the outbound guard refuses this relay (words for a bounce), or "" when it may go.
+
+    The relay route is an outbound connection like any other (issue 11): its host is
+    resolved and every address vetted. Postfix looks the name up again when it connects, so
+    the answer is kept only a minute. A name that does not resolve raises: TEMP, the mail
+    waits.
+    """
+    policy = outbound.Policy.from_settings()
+    key = (host.strip().lower(), int(port), policy)
+    now = time.monotonic()
+    held = _VETTED.get(key)
+    if held is not None and now - held[0] < _VETTED_SECONDS:
+        return held[1]
+    try:
+        outbound.resolve(host, int(port), policy=policy, timeout=5.0)
+        why = ""
+    except outbound.TargetRefusedError as exc:
+        why = "".join(ch for ch in exc.message if ch.isprintable())[:300]
+    _VETTED[key] = (now, why)
+    return why
 
 
 def _next_hop(host: str, port: int) -> str:
@@ -222,38 +276,66 @@ def _next_hop(host: str, port: int) -> str:
     return f"[{host}]:{int(port)}"
 
 
+def _delivered_here(address: str, ctx: Context) -> bool:
+    """Whether the office itself delivers mail for `address` (else it goes out via a relay).
+
+    An office mailbox, or any address of a Standard-mode domain (an unknown one is refused
+    there with 550). An unknown address of a Map or Share mode domain is the ISP's.
+    """
+    if ctx.source.mailbox(address) is not None:
+        return True
+    return ctx.source.domain_type(address) == DomainType.STANDARD
+
+
 # --- the maps ----------------------------------------------------------------------------
 
 
-def domains(key: str, source: Source = DATABASE) -> Reply:
+def domains(key: str, ctx: Context) -> Reply:
+    # Only Standard-mode domains are final here: every address of them must be an account.
     domain = key.strip().lower()
-    return ok(domain) if domain and source.is_hosted(domain) else NOTFOUND
+    if domain and ctx.source.domain_type(domain) == DomainType.STANDARD:
+        return ok(domain)
+    return NOTFOUND
 
 
-def mailboxes(key: str, source: Source = DATABASE) -> Reply:
-    mailbox = source.mailbox(key)
+def mailboxes(key: str, ctx: Context) -> Reply:
+    mailbox = ctx.source.mailbox(key)
     if mailbox is None:
         return NOTFOUND
     return ok(f"{mailbox.domain}/{mailbox.localpart}/")
 
 
-def recipient(key: str, source: Source = DATABASE) -> Reply:
+def transport(key: str, ctx: Context) -> Reply:
+    # Postfix also asks the domain, its parents and "*": only addresses have an answer.
+    if "@" not in key:
+        return NOTFOUND
+    return ok(ctx.local_transport) if ctx.source.mailbox(key) is not None else NOTFOUND
+
+
+def recipient(key: str, ctx: Context) -> Reply:
     # Asked for every recipient (cleanup, smtpd): only "+" addresses can need a rewrite.
     if "+" not in key.rpartition("@")[0]:
         return NOTFOUND
-    mailbox = source.mailbox(key)
+    mailbox = ctx.source.mailbox(key)
     if mailbox is None or mailbox.address == key.strip().lower():
         return NOTFOUND
     return ok(mailbox.address)
 
 
-def sender_login(key: str, source: Source = DATABASE) -> Reply:
-    mailbox = source.mailbox(key)
+def sender_login(key: str, ctx: Context) -> Reply:
+    mailbox = ctx.source.mailbox(key)
     return ok(mailbox.address) if mailbox is not None else NOTFOUND
 
 
-def sasl_class(key: str, source: Source = DATABASE) -> Reply:
-    mailbox = source.mailbox(key)
+def outside_sender(key: str, ctx: Context) -> Reply:
+    # Port 25 has no login: a sender address in a hosted domain is forged there.
+    if "@" in key and ctx.source.domain_type(key) is not None:
+        return ok(FORGED_SENDER_REFUSAL)
+    return NOTFOUND
+
+
+def sasl_class(key: str, ctx: Context) -> Reply:
+    mailbox = ctx.source.mailbox(key)
     if mailbox is None:
         return NOTFOUND
     if mailbox.kind == AccountKind.SPECIAL_LOCAL_STAFF:
@@ -263,20 +345,24 @@ def sasl_class(key: str, source: Source = DATABASE) -> Reply:
     return NOTFOUND
 
 
-def internal_only(key: str, source: Source = DATABASE) -> Reply:
-    return ok("DUNNO") if source.is_hosted(key) else ok(STAFF_REFUSAL)
+def internal_only(key: str, ctx: Context) -> Reply:
+    return ok("DUNNO") if _delivered_here(key, ctx) else ok(STAFF_REFUSAL)
 
 
-def no_relay(key: str, source: Source = DATABASE) -> Reply:
-    return ok("DUNNO") if source.is_hosted(key) else ok(NO_RELAY_REFUSAL)
+def no_relay(key: str, ctx: Context) -> Reply:
+    return ok("DUNNO") if _delivered_here(key, ctx) else ok(NO_RELAY_REFUSAL)
 
 
-def relay_transport(key: str, source: Source = DATABASE) -> Reply:
-    mailbox = source.mailbox(key)
+def relay_transport(key: str, ctx: Context) -> Reply:
+    mailbox = ctx.source.mailbox(key)
     if mailbox is None or mailbox.kind == AccountKind.SPECIAL_LOCAL_STAFF:
         return NOTFOUND
     if mailbox.relay is not None:
         relay = mailbox.relay
+        refused = relay_refusal(relay.host, relay.smtp_port)
+        if refused:
+            # The error transport bounces the mail with these words; nothing is sent.
+            return ok(f"error:5.7.1 {refused}")
         return ok(f"{TRANSPORTS[relay.smtp_security]}:{_next_hop(relay.host, relay.smtp_port)}")
     smart_host = _smart_host(mailbox.domain)
     if smart_host:
@@ -285,8 +371,8 @@ def relay_transport(key: str, source: Source = DATABASE) -> Reply:
     return NOTFOUND
 
 
-def relay_credentials(key: str, source: Source = DATABASE) -> Reply:
-    mailbox = source.mailbox(key)
+def relay_credentials(key: str, ctx: Context) -> Reply:
+    mailbox = ctx.source.mailbox(key)
     if mailbox is None or mailbox.relay is None:
         return NOTFOUND  # also the "[host]:port" key Postfix tries after the sender
     username, password = mailbox.relay.credentials()
@@ -299,8 +385,10 @@ def relay_credentials(key: str, source: Source = DATABASE) -> Reply:
 MAPS = {
     "domains": domains,
     "mailboxes": mailboxes,
+    "transport": transport,
     "recipient": recipient,
     "sender_login": sender_login,
+    "outside_sender": outside_sender,
     "sasl_class": sasl_class,
     "internal_only": internal_only,
     "no_relay": no_relay,
@@ -310,14 +398,19 @@ MAPS = {
 SECRET_MAPS = {"relay_credentials"}
 
 
-def answer(request: Request, source: Source | None = None) -> Reply:
+def answer(
+    request: Request, source: Source | None = None, *, local_transport: str | None = None
+) -> Reply:
     """Answer one socketmap request (from the database unless given a snapshot); TEMP on any
-    error, never a guess."""
+    error, never a guess. `local_transport` defaults to the configured Dovecot LMTP socket."""
     lookup = MAPS.get(request.name)
     if lookup is None:
         return perm(f"unknown map {request.name!r}")
+    ctx = Context(
+        DATABASE if source is None else source, local_transport or layout.local_transport()
+    )
     try:
-        reply = lookup(request.key, DATABASE if source is None else source)
+        reply = lookup(request.key, ctx)
     except Exception as exc:
         # A broken connection stays broken in this thread until closed; the next lookup
         # reconnects. Only the exception's type is logged: its text or traceback could quote

@@ -19,22 +19,21 @@ from pathlib import Path
 from django.conf import settings
 from django.db import connection
 
-from . import lookups, snapshot
+from . import layout, lookups, snapshot
 from .socketmap import Reply, Request, SocketmapServer, temp
 
 log = logging.getLogger(__name__)
 
 
 def socket_path() -> Path:
-    """Where the lookup server listens (setting MAILMAP_SOCKET)."""
-    default = Path(settings.BASE_DIR) / "var" / "run" / "mailmap" / "mailmap.sock"
-    return Path(getattr(settings, "MAILMAP_SOCKET", None) or default)
+    """Where the lookup server listens: the socket the generated Postfix configuration asks."""
+    return layout.mailmap_socket()
 
 
 def allowed_uids() -> set[int]:
     """root, this process, and the users in MAILMAP_ALLOWED_USERS (default: postfix)."""
     uids = {0, os.getuid()}
-    for name in getattr(settings, "MAILMAP_ALLOWED_USERS", ["postfix"]):
+    for name in settings.MAILMAP_ALLOWED_USERS:
         # No such user (e.g. no postfix in this container): nobody to allow.
         with contextlib.suppress(KeyError):
             uids.add(int(name) if str(name).isdigit() else pwd.getpwnam(name).pw_uid)
@@ -143,14 +142,15 @@ class SnapshotAnswer:
     while the snapshot was read). A failed rebuild answers TEMP, never NOTFOUND.
     """
 
-    def __init__(self, cache: snapshot.SnapshotCache) -> None:
+    def __init__(self, cache: snapshot.SnapshotCache, local_transport: str | None = None) -> None:
         self.cache = cache
+        self.local_transport = local_transport or layout.local_transport()
         self.workers: LookupWorkers | None = None
 
     def __call__(self, request: Request) -> Reply:
         current = self.cache.current()
         if current is not None:
-            return lookups.answer(request, current)
+            return lookups.answer(request, current, local_transport=self.local_transport)
         return self.workers(request)
 
     def in_database_thread(self, request: Request) -> Reply:
@@ -163,7 +163,8 @@ class SnapshotAnswer:
                 connection.close()
             log.error("mailmap: reading the lookup snapshot failed: %s", type(exc).__name__)
             return temp("lookup failed")
-        return lookups.answer(request, current)  # None: from the database
+        # current None: from the database
+        return lookups.answer(request, current, local_transport=self.local_transport)
 
 
 class MapServer(SocketmapServer):
@@ -178,13 +179,23 @@ class MapServer(SocketmapServer):
         self.cache.close()
 
 
-def build_server(path: Path | None = None, stats: LatencyStats | None = None) -> MapServer:
+def build_server(
+    path: Path | None = None,
+    stats: LatencyStats | None = None,
+    *,
+    local_transport: str | None = None,
+) -> MapServer:
+    """The lookup server on `path` (default: the configured socket), not yet serving.
+
+    `local_transport` is how Postfix reaches Dovecot's LMTP (default: the configured
+    socket); the tests' private instances pass their own.
+    """
     cache = snapshot.SnapshotCache(snapshot.watch_for(connection))
-    answer = SnapshotAnswer(cache)
+    answer = SnapshotAnswer(cache, local_transport or layout.local_transport())
     workers = LookupWorkers(
         answer.in_database_thread,
-        size=getattr(settings, "MAILMAP_DB_WORKERS", 8),
-        timeout=getattr(settings, "MAILMAP_LOOKUP_TIMEOUT", 10.0),
+        size=settings.MAILMAP_DB_WORKERS,
+        timeout=settings.MAILMAP_LOOKUP_TIMEOUT,
     )
     answer.workers = workers
     server = MapServer(
@@ -192,8 +203,8 @@ def build_server(path: Path | None = None, stats: LatencyStats | None = None) ->
         stats.wrap(answer) if stats else answer,
         allowed_uids=allowed_uids(),
         group=_postfix_gid(),
-        max_request=getattr(settings, "MAILMAP_MAX_REQUEST", 4096),
-        idle_timeout=getattr(settings, "MAILMAP_IDLE_TIMEOUT", 300.0),
+        max_request=settings.MAILMAP_MAX_REQUEST,
+        idle_timeout=settings.MAILMAP_IDLE_TIMEOUT,
     )
     server.workers = workers
     server.cache = cache
@@ -204,13 +215,14 @@ def build_server(path: Path | None = None, stats: LatencyStats | None = None) ->
 class BackgroundMapServer:
     """The lookup server in a thread of this process (tests, `mailserver`)."""
 
-    def __init__(self, path: Path | None = None) -> None:
+    def __init__(self, path: Path | None = None, *, local_transport: str | None = None) -> None:
         self.path = path or socket_path()
+        self.local_transport = local_transport
         self.server: SocketmapServer | None = None
         self._thread: threading.Thread | None = None
 
     def start(self) -> BackgroundMapServer:
-        self.server = build_server(self.path)
+        self.server = build_server(self.path, local_transport=self.local_transport)
         self._thread = threading.Thread(
             target=self.server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True
         )

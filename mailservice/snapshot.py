@@ -60,7 +60,7 @@ TRIGGERS = (
 class Snapshot:
     """The rows the maps read, as one consistent read found them (a lookups.Source)."""
 
-    domains: frozenset[str]
+    domains: dict[str, str]  # active domain name -> domain type
     mailboxes: dict[tuple[str, str], lookups.Mailbox]
 
     def mailbox(self, address: str) -> lookups.Mailbox | None:
@@ -72,9 +72,8 @@ class Snapshot:
         found = self.mailboxes.get((domain, localpart))
         return found if found is not None else self.mailboxes.get((domain, base))
 
-    def is_hosted(self, address_or_domain: str) -> bool:
-        domain = lookups.hosted_domain(address_or_domain)
-        return bool(domain) and domain in self.domains
+    def domain_type(self, address_or_domain: str) -> str | None:
+        return self.domains.get(lookups.hosted_domain(address_or_domain))
 
 
 def load() -> Snapshot:
@@ -85,7 +84,7 @@ def load() -> Snapshot:
             # Both queries see the same committed state.
             cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
         cursor.execute(lookups.ALL_DOMAINS_SQL)
-        domains = frozenset(row[0] for row in cursor.fetchall())
+        domains = {row[0]: row[1] for row in cursor.fetchall()}
         cursor.execute(lookups.ALL_MAILBOXES_SQL)
         mailboxes = {}
         for row in cursor.fetchall():
@@ -271,7 +270,7 @@ class _NotReady(Exception):
 
 def watch_for(conn=connection) -> Watch:
     """The watch that fits this database (NoWatch when none can vouch for a snapshot)."""
-    if not getattr(settings, "MAILMAP_SNAPSHOT", True):
+    if not settings.MAILMAP_SNAPSHOT:
         return NoWatch()
     if conn.vendor == "postgresql":
         params = conn.get_connection_params()

@@ -49,7 +49,15 @@ from functools import lru_cache
 from django.conf import settings
 from django.utils import timezone
 
-from accounts.mailbox import MailboxPathError, MailOwnerError, mail_owner, mailbox_path
+from accounts.mailbox import (
+    MailboxPathError,
+    MailOwnerError,
+    check_mail_owner,
+    mailbox_prepare,
+    quota_add,
+    quota_limit,
+    quota_usage,
+)
 
 from . import credentials, outbound, seen, status
 from .crypto import SecretKeyError
@@ -69,6 +77,10 @@ Progress = Callable[[int, int, int], object]  # (messages done, messages to fetc
 
 class FetchTimeLimitError(Exception):
     """The run passed FETCH_TIME_LIMIT in the middle of a message."""
+
+
+class MailboxFullError(Exception):
+    """The account's quota has no room for the next message; the rest waits at the ISP."""
 
 
 def binding_fetch(
@@ -102,7 +114,7 @@ def binding_fetch(
         _fail(lease, run, job, exc.message, "permanent")
     except outbound.OutboundError as exc:  # no such name, nothing answering
         _fail(lease, run, job, exc.message, "transient")
-    except (SecretKeyError, MailboxPathError, MailOwnerError) as exc:
+    except (SecretKeyError, MailboxPathError, MailOwnerError, MailboxFullError) as exc:
         _fail(lease, run, job, str(exc), "permanent")
     except FetchTimeLimitError:
         text = (
@@ -173,6 +185,8 @@ class _Fetch:
         self.left = 0  # messages left for the next run at the time limit
         self.one_at_a_time = binding.retr_one_at_a_time
         self.clean = True  # every reply in step and of the announced size
+        self.room: int | None = None  # bytes the quota still allows (None: no quota)
+        self.waiting = 0  # messages left at the ISP because the mailbox is full
 
     @property
     def one_at_a_time_next(self) -> bool:
@@ -186,8 +200,9 @@ class _Fetch:
         self.lease.renew_if_due()
 
     def execute(self) -> str:
-        uid, gid = mail_owner()
-        self.writer = MaildirWriter(mailbox_path(self.binding.account), uid=uid, gid=gid)
+        account = self.binding.account
+        uid, gid = check_mail_owner()  # words, not a crash, when files cannot be given to it
+        self.writer = MaildirWriter(mailbox_prepare(account), uid=uid, gid=gid)
         self.writer.cleanup_tmp()
         seen.intents_reconcile(self.lease, self.writer)
         self.seen = seen.seen_load(self.binding.pk)
@@ -212,6 +227,13 @@ class _Fetch:
             self.client.quit(deletions=bool(self.marked))  # UPDATE state: DELEs apply now
         self.run.deleted = len(self.marked)
         seen.seen_deleted(self.lease, [key for _, key in self.marked])
+        if self.waiting:
+            limit = (quota_limit(account) or 0) // (1 << 20)
+            raise MailboxFullError(
+                f"The mailbox of {account.address} is full (quota {limit} MB): "
+                f"{self.waiting} message(s) wait at the ISP, not deleted there, until mail is "
+                "deleted or the quota is raised on the account's General tab."
+            )
         if self.left:
             self.notes.append(
                 f"Stopped at the time limit; {self.left} messages follow at the next run."
@@ -268,18 +290,39 @@ class _Fetch:
     def _fetch_all(self) -> None:
         todo, done, done_bytes = self.todo, 0, 0
         self.progress(0, len(todo), 0)
+        limit = quota_limit(self.binding.account)
+        if limit is not None and todo:
+            self.room = limit - quota_usage(self.binding.account)[0]
         with Syncer(settings.FETCH_COMMIT_THREADS) as syncer:
             for numbers in _batches(todo, self.sizes):
                 if time.monotonic() > self.soft_deadline:
                     self.left = len(todo) - done
                     break
-                done_bytes += self._fetch_batch(numbers, syncer)
+                fits = self._within_quota(numbers)
+                done_bytes += self._fetch_batch(fits, syncer) if fits else 0
                 done += len(numbers)
                 self.progress(done, len(todo), done_bytes)
+                if len(fits) < len(numbers):
+                    self.waiting = len(todo) - done + len(numbers) - len(fits)
+                    break
         if not self.left and not self.refused and not self.uids:
             # No UIDL at all: content rows of messages no longer on the server go.
             stale = [k for k in self.seen if k.startswith("sha256:") and k not in self.probed]
             self._forget(stale)
+
+    def _within_quota(self, numbers: list[int]) -> list[int]:
+        """The first messages of a batch that fit the quota, by their LIST size (never
+        smaller than what is stored: CRLF is stored as LF) and a trace header."""
+        if self.room is None:
+            return numbers
+        fits = []
+        for n in numbers:
+            need = self.sizes[n] + 200
+            if need > self.room:
+                break
+            self.room -= need
+            fits.append(n)
+        return fits
 
     def _fetch_batch(self, numbers: list[int], syncer: Syncer) -> int:
         """RETR one batch, store what is proven exactly once; return the bytes stored."""
@@ -402,6 +445,8 @@ class _Fetch:
             if n not in published:
                 delivery.abort()
         self.writer.publish(got.deliveries[n] for n, _ in keep)
+        if keep:  # Maildir++ counts what Dovecot will count: the files as written
+            quota_add(self.binding.account, sum(got.deliveries[n].size for n, _ in keep), len(keep))
         stored = [(key, got.sizes[n]) for n, key in keep]
         # Intents of messages not stored go; they are fetched again at the next run.
         dropped = [self.keys[n] for n in got.named if n not in published]

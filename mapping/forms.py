@@ -16,6 +16,7 @@ from accounts.forms import WizardStepForm, secret_field
 from accounts.models import Account
 from domains.names import normalize_domain_name
 
+from . import outbound
 from .models import Binding, LeavePolicy, validate_protocol_safe
 
 POP3_ENDPOINT = ("host", "port", "security", "username")
@@ -74,6 +75,25 @@ def endpoint_moved(before: Binding, cleaned: dict, names: tuple[str, ...]) -> bo
     return False
 
 
+def refuse_guarded_hosts(form: forms.Form, cleaned: dict) -> None:
+    """An error on each server the outbound guard would never connect to (issue 11).
+
+    Only a refusal counts here: a name that does not resolve right now may be a passing
+    DNS problem, and the fetch says so in words when it meets it.
+    """
+    policy = outbound.Policy.from_settings()
+    for host_field, port_field in (("host", "port"), ("smtp_host", "smtp_port")):
+        host, port = cleaned.get(host_field), cleaned.get(port_field)
+        if not host or not port or host_field in form.errors:
+            continue
+        try:
+            outbound.resolve(host, int(port), policy=policy, timeout=3.0)
+        except outbound.TargetRefusedError as exc:
+            form.add_error(host_field, exc.message)
+        except outbound.OutboundError:
+            pass
+
+
 def require_retyped(form: forms.Form, before: Binding, cleaned: dict) -> None:
     """Add an error for each side whose endpoint moved while its password was left blank."""
     if endpoint_moved(before, cleaned, POP3_ENDPOINT) and not cleaned.get("isp_password"):
@@ -120,6 +140,7 @@ class BindingForm(forms.ModelForm):
 
     def clean(self) -> dict:
         cleaned = super().clean()
+        refuse_guarded_hosts(self, cleaned)
         if self.instance.pk:  # the instance still holds the stored values until _post_clean
             require_retyped(self, self.instance, cleaned)
         password = cleaned.get("isp_password")
@@ -188,6 +209,7 @@ class MapSettingsForm(MapConnectionForm):
 
     def clean(self) -> dict:
         cleaned = super().clean()
+        refuse_guarded_hosts(self, cleaned)
         if not cleaned.get("isp_password") and "isp_password" not in self.errors:
             self.add_error("isp_password", "The ISP password is required.")
         if cleaned.get("leave_policy") == LeavePolicy.DELETE_AFTER:

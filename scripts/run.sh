@@ -38,4 +38,5 @@ pids+=($!)
 celery -A aamail beat --loglevel INFO --schedule "${VAR_DIR:-var}/celerybeat-schedule" &
 pids+=($!)
 echo "AAMail console: http://$BIND:$PORT/  (Ctrl-C stops web, worker and beat)"
+echo "Office mail service: in another terminal, as root, .venv/bin/python manage.py mailserver"
 wait -n

@@ -17,6 +17,9 @@ def _fast_and_isolated(settings, tmp_path):
     # Dovecot reads is the real one.
     settings.PASSWORD_HASHERS = ["tests.hashers.FastArgon2PasswordHasher"]
     settings.MAIL_ROOT = tmp_path / "mail"
+    # Never the checkout's var/: a mail service tried out there must not meet the tests.
+    settings.MAIL_RUN_DIR = tmp_path / "run"
+    settings.MAIL_CONFIG_DIR = tmp_path / "mail-config"
     settings.CELERY_TASK_ALWAYS_EAGER = True
     # The test servers live on loopback; tests of the outbound guard itself turn this off.
     settings.ISP_ALLOW_PRIVATE_ADDRESSES = True

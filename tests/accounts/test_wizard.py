@@ -175,7 +175,8 @@ def test_it_ignores_a_sealed_value_posted_by_the_browser(admin_client, domain):
 def test_detect_in_the_wizard_uses_the_password_already_entered(admin_client, domain, settings):
     settings.ISP_ALLOW_PRIVATE_ADDRESSES = True
     post_step(admin_client, domain, "basic", basic())
-    typed_for = {"host": "169.254.169.254", "smtp_host": "169.254.169.254"}
+    # A name that does not resolve: the step takes it (DNS may be down for a moment).
+    typed_for = {"host": "pop.isp.invalid", "smtp_host": "smtp.isp.invalid"}
     post_step(admin_client, domain, "map", map_settings(**typed_for))
     detect_url = reverse("account-create-detect", args=[domain.pk])
 
@@ -185,7 +186,7 @@ def test_detect_in_the_wizard_uses_the_password_already_entered(admin_client, do
 
     response = detect()
     assert response.status_code == 200  # not "type the password": the sealed one is used
-    assert "cloud metadata address" in response.content.decode()
+    assert "The name pop.isp.invalid could not be resolved" in response.content.decode()
 
 
 def test_detect_in_the_wizard_never_sends_a_sealed_password_elsewhere(admin_client, domain):
@@ -292,3 +293,12 @@ def test_the_wizard_is_for_administrators_of_the_domain(domain, admin_client):
     employee = factories.AccountFactory(domain=domain)
     assert admin_client.login(username=employee.address, password=factories.LOCAL_PASSWORD)
     assert admin_client.get(url).status_code == 403
+
+
+def test_the_wizard_refuses_an_isp_server_the_guard_refuses(admin_client, domain, settings):
+    # Issue 11: the wizard accepted 127.0.0.1 as the ISP server.
+    settings.ISP_ALLOW_PRIVATE_ADDRESSES = False
+    post_step(admin_client, domain, "basic", basic())
+    response = post_step(admin_client, domain, "map", map_settings(host="127.0.0.1"))
+    assert response.status_code == 200
+    assert "AAMail does not connect to 127.0.0.1" in response.content.decode()

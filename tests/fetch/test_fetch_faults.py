@@ -9,6 +9,7 @@ import pytest
 from django.utils import timezone
 
 from accounts.mailbox import mailbox_path
+from accounts.models import Account
 from domains.models import Security
 from mapping import lease, scheduler
 from mapping.fetch import binding_fetch
@@ -452,3 +453,26 @@ def test_it_notes_since_when_a_binding_has_been_failing():
         binding_fetch(binding=binding)
     binding.refresh_from_db()
     assert binding.failing_since is None
+
+
+def test_it_leaves_at_the_isp_what_the_quota_has_no_room_for():
+    # Issue 10: a 3.1 MB message was delivered into a 1 MB quota, and deleted at the ISP.
+    big = [b"Subject: %d\n\n" % n + b"x" * 400_000 + b"\n" for n in range(1, 4)]
+    with FaultPop(big) as pop:
+        binding = bind(pop, leave_policy=LeavePolicy.DELETE)
+        Account.objects.filter(pk=binding.account_id).update(quota_mb=1)
+        binding.refresh_from_db()
+        run = binding_fetch(binding=binding)
+        binding.refresh_from_db()
+        assert run.outcome == FetchOutcome.ERROR
+        assert (run.messages, run.deleted) == (2, 2)
+        assert sorted(pop.deleted) == [1, 2]  # the third is still at the ISP
+        assert binding.state == BindingState.NEEDS_ATTENTION
+        assert "is full (quota 1 MB): 1 message(s) wait at the ISP" in binding.last_error
+        assert_exactly(binding, big[:2])
+
+        Account.objects.filter(pk=binding.account_id).update(quota_mb=5)
+        run = binding_fetch(binding=binding, trigger="manual")
+        assert (run.outcome, run.messages) == (FetchOutcome.OK, 1), run.error
+        assert sorted(pop.deleted) == [1, 2, 3]
+    assert_exactly(binding, big)

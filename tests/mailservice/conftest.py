@@ -11,6 +11,7 @@ import imaplib
 import os
 import shutil
 import smtplib
+import socket
 import ssl
 import tempfile
 import time
@@ -19,13 +20,15 @@ from pathlib import Path
 import pytest
 from django.db import connection
 
+from devserver.certs import make_ca_and_cert
+from devserver.processes import free_port
+from devserver.runner import OfficeMailServer
 from domains.models import Security
+from mailservice import lookups
 from mailservice.config import MailConfig, Ports
-from mailservice.processes import free_port
-from mailservice.runner import OfficeMailServer
+from mapping import outbound
 from tests import factories
 from tests.servers.ispsmtp import FakeIspSmtp
-from tests.servers.tlscerts import make_ca_and_cert
 
 
 def _needs_a_shared_database() -> None:
@@ -77,7 +80,9 @@ def office(django_db_setup, django_db_blocker, fake_isp, office_tls):
         _ca, cert, key = office_tls
         config = MailConfig.private(
             base,
-            ports,
+            ports=ports,
+            config_dir=str(base / "etc"),
+            run_dir=str(base / "run"),
             hostname="localhost",
             tls_cert=str(cert),
             tls_key=str(key),
@@ -148,6 +153,7 @@ def office_people(transactional_db, office, fake_isp, mail_settings):
             smtp_host="localhost",
             smtp_port=port,
             smtp_security=security,
+            is_outgoing_relay=True,
         )
         people[f"{name}_isp"] = (login, password)
         people[f"{name}_binding"] = binding
@@ -203,3 +209,43 @@ def message(sender: str, to: list[str], subject: str) -> bytes:
         f"From: {sender}\r\nTo: {', '.join(to)}\r\nSubject: {subject}\r\n"
         f"Message-ID: <{subject.replace(' ', '.')}@test>\r\n\r\nHello from the test.\r\n"
     ).encode()
+
+
+BOSS_LOCAL = "Boss-Local-4"
+
+
+@pytest.fixture
+def standard_people(transactional_db, office, mail_settings):
+    """A Standard-mode domain (this box is its mail server, its MX): one account, boss."""
+    from domains.models import DomainType
+
+    domain = factories.DomainFactory(domain_type=DomainType.STANDARD)
+    boss = factories.AccountFactory(domain=domain, localpart="boss", raw_password=BOSS_LOCAL)
+    return {"domain": domain, "boss": boss}
+
+
+def rcpt_reply(
+    office, context, login: str, password: str, sender: str, recipient: str, port="submission"
+):
+    """(code, reply) of RCPT TO in an authenticated submission session, nothing sent."""
+    with smtp_submit(office, context, port=port) as client:
+        smtp_auth(client, login, password)
+        client.mail(sender)
+        code, reply = client.rcpt(recipient)
+        client.rset()
+    return code, reply
+
+
+@pytest.fixture(autouse=True)
+def _isp_names(monkeypatch):
+    """Test ISPs named *.example resolve to a documentation address (RFC 5737) without DNS;
+    the outbound guard vets the relay route of every message (issue 11)."""
+    real = outbound._getaddrinfo
+
+    def resolve(host, port, *args, **kwargs):
+        if str(host).endswith(".example"):
+            return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("192.0.2.25", port))]
+        return real(host, port, *args, **kwargs)
+
+    monkeypatch.setattr(outbound, "_getaddrinfo", resolve)
+    monkeypatch.setattr(lookups, "_VETTED", {})

@@ -19,6 +19,7 @@ def production_settings(settings, tmp_path):
     settings.MAIL_UID = 8
     settings.MAIL_GID = 8
     settings.MAIL_DOVECOT_DATABASE_URL = "postgres://dovecot_ro:s3cret'x@db:5432/aamail"
+    settings.MAIL_RUN_DIR = "/run/aamail"
     return settings
 
 
@@ -34,6 +35,12 @@ def test_it_renders_the_four_files_from_settings(production_settings, tmp_path):
     assert "smtp_tls_CAfile = /etc/ssl/certs/ca-certificates.crt" in main_cf
     assert "virtual_transport = lmtp:unix:/run/aamail/dovecot/lmtp" in main_cf
     assert "mailmap = socketmap:unix:/run/aamail/mailmap/mailmap.sock" in main_cf
+    assert "transport_maps = ${mailmap}:transport" in main_cf
+    assert "smtpd_sender_restrictions = check_sender_access ${mailmap}:outside_sender" in main_cf
+    assert master_cf.count("-o max_use=1") == 3  # every smtpd: no stale 451 after an outage
+    assert "quota = maildir:User quota" in dovecot
+    assert "lmtp_rcpt_check_quota = yes" in dovecot
+    assert "'*:storage=' || quota_mb || 'M'" in sql
     assert "\n587 inet n - n - - smtpd\n" in master_cf
     assert "\n465 inet n - n - - smtpd\n" in master_cf
     assert "\n25 inet n - n - - smtpd\n" in master_cf
@@ -99,3 +106,31 @@ def test_it_points_dovecot_at_a_sqlite_file(settings):
         "sql_driver": "sqlite",
         "sql_connect": "/var/lib/aamail/aamail.sqlite3",
     }
+
+
+def test_postfix_asks_the_socket_mailmap_listens_on_by_default(production_settings, tmp_path):
+    # One source of truth (issue 10, item 1): no MAILMAP_SOCKET set anywhere.
+    from mailservice import layout
+    from mailservice.mapserver import socket_path
+
+    production_settings.MAILMAP_SOCKET = None
+    production_settings.MAIL_RUN_DIR = tmp_path / "run"
+    call_command("mailconfig", "--out", str(tmp_path / "etc"))
+    main_cf = (tmp_path / "etc" / "postfix" / "main.cf").read_text()
+    assert f"mailmap = socketmap:unix:{socket_path()}\n" in main_cf
+    assert socket_path() == tmp_path / "run" / "mailmap" / "mailmap.sock"
+    dovecot = (tmp_path / "etc" / "dovecot" / "dovecot.conf").read_text()
+    assert f"base_dir = {layout.dovecot_base_dir()}\n" in dovecot
+    assert f"virtual_transport = {layout.local_transport()}\n" in main_cf
+
+
+def test_it_writes_into_mail_config_dir_where_the_console_finds_dovecot(
+    production_settings, tmp_path
+):
+    from mailservice import layout
+
+    production_settings.MAIL_CONFIG_DIR = tmp_path / "mail-config"
+    production_settings.MAIL_DOVECOT_CONFIG = ""
+    assert layout.installed_dovecot_conf() == ""  # nothing rendered yet: nothing to flush
+    call_command("mailconfig")
+    assert layout.installed_dovecot_conf() == str(tmp_path / "mail-config/dovecot/dovecot.conf")

@@ -77,7 +77,7 @@ def test_it_hides_inactive_accounts_domains_and_foreign_hashes():
 
 
 def test_it_keeps_the_migration_and_the_recreated_view_identical():
-    migration = importlib.import_module("mailservice.migrations.0001_dovecot_view")
+    migration = importlib.import_module("mailservice.migrations.0003_dovecot_view_quota")
     assert migration.CREATE_VIEW == dovecot_view.CREATE_VIEW
 
 
@@ -113,8 +113,8 @@ def private_base():
 @pytest.mark.mailservice
 def test_it_lets_dovecot_read_a_sqlite_file_database(office_tls, private_base):
     """Migrate a fresh SQLite file in a subprocess, then ask a private Dovecot (driver sqlite)."""
+    from devserver.processes import Dovecot, free_port
     from mailservice.config import MailConfig, Ports
-    from mailservice.processes import Dovecot, free_port
 
     if os.getuid() != 0:
         pytest.skip("starting Dovecot needs root")
@@ -140,7 +140,9 @@ def test_it_lets_dovecot_read_a_sqlite_file_database(office_tls, private_base):
     _ca, cert, key = office_tls
     config = MailConfig.private(
         base,
-        ports,
+        ports=ports,
+        config_dir=str(base / "etc"),
+        run_dir=str(base / "run"),
         tls_cert=str(cert),
         tls_key=str(key),
         mail_root=str(base / "mail"),

@@ -77,10 +77,12 @@ def test_it_lets_dovecot_read_the_private_sqlite_database(base_dir):
         assert done.returncode == 0, done.stderr
     assert (var / "aamail.sqlite3").stat().st_mode & 0o777 == 0o600
     base = _free_port_base()
+    # The ports come from the settings, as for any deployment (mailservice/layout.py).
+    names = ("SMTP", "SUBMISSION", "SUBMISSIONS", "IMAP", "IMAPS", "POP3", "POP3S")
+    env.update({f"MAIL_{name}_PORT": str(base + o) for name, o in zip(names, OFFSETS, strict=True)})
     log = tmp_path / "mailserver.log"
     server = subprocess.Popen(
-        [sys.executable, "manage.py", "mailserver", "--base-dir", str(tmp_path / "ms"),
-         "--port-base", str(base)],
+        [sys.executable, "manage.py", "mailserver", "--base-dir", str(tmp_path / "ms")],
         cwd=ROOT, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT,
         start_new_session=True,
     )  # fmt: skip

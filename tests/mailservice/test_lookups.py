@@ -9,7 +9,7 @@ import pytest
 from django.db import DatabaseError
 
 from accounts.models import AccountKind
-from domains.models import Security
+from domains.models import DomainType, Security
 from mailservice import lookups
 from mailservice.socketmap import Reply, Request
 from tests import factories
@@ -19,6 +19,22 @@ pytestmark = pytest.mark.django_db
 
 def ask(name: str, key: str) -> Reply:
     return lookups.answer(Request(name, key))
+
+
+def test_it_vets_the_relay_route_like_every_outbound_connection(office, settings):
+    # Issue 11: a binding's SMTP host of 127.0.0.1 became the relay route.
+    from mapping.models import Binding
+
+    Binding.objects.filter(smtp_host="smtp.isp.example").update(smtp_host="127.0.0.1")
+    settings.ISP_ALLOW_PRIVATE_ADDRESSES = False
+    reply = ask("relay_transport", "support@example.com")
+    assert reply.status == "OK"
+    assert reply.data.startswith("error:5.7.1 AAMail does not connect to 127.0.0.1")
+    Binding.objects.filter(smtp_host="127.0.0.1").update(smtp_host="169.254.169.254")
+    settings.ISP_ALLOW_PRIVATE_ADDRESSES = True  # metadata stays refused all the same
+    assert "cloud metadata" in ask("relay_transport", "support@example.com").data
+    Binding.objects.filter(smtp_host="169.254.169.254").update(smtp_host="nowhere.invalid")
+    assert ask("relay_transport", "support@example.com").status == "TEMP"  # DNS: mail waits
 
 
 @pytest.fixture
@@ -35,18 +51,63 @@ def office():
         smtp_host="smtp.isp.example",
         smtp_port=587,
         smtp_security=Security.STARTTLS,
+        is_outgoing_relay=True,
     )
-    factories.BindingFactory(account=desk, username="isp-desk", smtp_host="smtp.isp.example")
+    factories.BindingFactory(
+        account=desk, username="isp-desk", smtp_host="smtp.isp.example", is_outgoing_relay=True
+    )
     return {"domain": domain, "support": support, "desk": desk, "binding": binding}
 
 
-def test_it_knows_hosted_domains(office):
-    assert ask("domains", "example.com") == Reply("OK", "example.com")
-    assert ask("domains", "EXAMPLE.COM") == Reply("OK", "example.com")
-    assert ask("domains", "outside.test").status == "NOTFOUND"
-    office["domain"].is_active = False
-    office["domain"].save()
+@pytest.fixture
+def standard():
+    """A Standard-mode domain: this box is the final destination for all of its addresses."""
+    domain = factories.DomainFactory(name="std.example", domain_type=DomainType.STANDARD)
+    boss = factories.AccountFactory(domain=domain, localpart="boss")
+    return {"domain": domain, "boss": boss}
+
+
+def test_it_is_final_only_for_standard_mode_domains(office, standard):
+    assert ask("domains", "std.example") == Reply("OK", "std.example")
+    assert ask("domains", "STD.example") == Reply("OK", "std.example")
+    # A Map-mode domain lives at the ISP: Postfix must not refuse its unknown addresses.
     assert ask("domains", "example.com").status == "NOTFOUND"
+    assert ask("domains", "outside.test").status == "NOTFOUND"
+    standard["domain"].is_active = False
+    standard["domain"].save()
+    assert ask("domains", "std.example").status == "NOTFOUND"
+
+
+def test_it_delivers_every_office_mailbox_over_lmtp_and_nothing_else(office, standard):
+    lmtp = "lmtp:unix:/run/x/dovecot/lmtp"
+
+    def transport(key: str) -> Reply:
+        return lookups.answer(Request("transport", key), local_transport=lmtp)
+
+    assert transport("support@example.com") == Reply("OK", lmtp)
+    assert transport("Support+News@Example.com") == Reply("OK", lmtp)
+    assert transport("boss@std.example") == Reply("OK", lmtp)
+    assert transport("colleague@example.com").status == "NOTFOUND"  # at the ISP: relayed
+    assert transport("someone@outside.test").status == "NOTFOUND"
+    # Postfix also asks the domain, its parents and "*": never an answer there.
+    for key in ("example.com", ".example.com", "*"):
+        assert transport(key).status == "NOTFOUND"
+
+
+def test_it_names_the_configured_lmtp_socket_by_default(office, settings, tmp_path):
+    settings.MAIL_RUN_DIR = tmp_path / "run"
+    assert ask("transport", "support@example.com") == Reply(
+        "OK", f"lmtp:unix:{tmp_path}/run/dovecot/lmtp"
+    )
+
+
+def test_it_refuses_hosted_senders_from_unauthenticated_clients(office, standard):
+    for sender in ("support@example.com", "nobody@example.com", "boss@std.example"):
+        refusal = ask("outside_sender", sender)
+        assert refusal.status == "OK" and refusal.data.startswith("REJECT 5.7.1 "), sender
+        assert "submission port" in refusal.data
+    assert ask("outside_sender", "partner@outside.test").status == "NOTFOUND"
+    assert ask("outside_sender", "<>").status == "NOTFOUND"  # bounces stay welcome
 
 
 def test_it_finds_mailboxes_with_and_without_extension(office):
@@ -85,11 +146,15 @@ def test_it_puts_local_staff_and_accounts_without_relay_in_a_class(office):
     assert ask("sasl_class", "lonely@example.com") == Reply("OK", "no_relay")
 
 
-def test_it_lets_only_internal_recipients_through_the_classes(office):
+def test_it_lets_only_internal_recipients_through_the_classes(office, standard):
     assert ask("internal_only", "support@example.com") == Reply("OK", "DUNNO")
+    assert ask("internal_only", "anyone@std.example") == Reply("OK", "DUNNO")  # 550 if unknown
     refusal = ask("internal_only", "partner@outside.test")
     assert refusal.data.startswith("REJECT 5.7.1 Special local staff accounts may only send")
     assert ask("no_relay", "partner@outside.test").data.startswith("REJECT 5.7.1 Your account")
+    # A Map-mode address without an office account is a mailbox at the ISP: outside mail.
+    assert ask("internal_only", "colleague@example.com").data.startswith("REJECT 5.7.1 Special")
+    assert ask("no_relay", "colleague@example.com").data.startswith("REJECT 5.7.1 Your account")
 
 
 def test_it_picks_the_relay_transport_by_smtp_security(office):
@@ -119,6 +184,7 @@ def test_it_applies_a_kind_change_on_the_next_lookup(office):
 
 
 def test_it_uses_the_binding_marked_as_outgoing_relay(office):
+    first = office["binding"]
     second = factories.BindingFactory(
         account=office["support"],
         username="isp-second",
@@ -126,15 +192,34 @@ def test_it_uses_the_binding_marked_as_outgoing_relay(office):
         smtp_host="smtp.other.example",
     )
     assert ask("relay_credentials", "support@example.com").data.startswith("isp-support-7731:")
-    second.is_outgoing_relay = True
+    first.is_outgoing_relay, second.is_outgoing_relay = False, True
+    first.save()
     second.save()
     assert ask("relay_transport", "support@example.com").data.endswith("[smtp.other.example]:587")
     assert ask("relay_credentials", "support@example.com") == Reply(
         "OK", "isp-second:second secret"
     )
-    second.enabled = False
-    second.save()
-    assert ask("relay_credentials", "support@example.com").data.startswith("isp-support-7731:")
+
+
+def test_it_relays_whether_or_not_fetching_is_enabled(office):
+    # Pausing an account's fetching must not stop its outgoing mail (issue 10, item 8).
+    binding = office["binding"]
+    binding.enabled = False
+    binding.save()
+    assert ask("relay_transport", "support@example.com").data == (
+        "isp_starttls:[smtp.isp.example]:587"
+    )
+    assert ask("relay_credentials", "support@example.com").status == "OK"
+    assert ask("sasl_class", "support@example.com").status == "NOTFOUND"
+
+
+def test_it_has_no_relay_once_outgoing_relay_is_unticked(office):
+    binding = office["binding"]
+    binding.is_outgoing_relay = False
+    binding.save()
+    assert ask("relay_transport", "support@example.com").status == "NOTFOUND"
+    assert ask("relay_credentials", "support@example.com").status == "NOTFOUND"
+    assert ask("sasl_class", "support@example.com") == Reply("OK", "no_relay")
 
 
 def test_it_falls_back_to_the_domain_or_pop3_host_for_smtp(office):
@@ -212,6 +297,7 @@ def test_it_follows_the_binding_models_relay_rules(
         host="pop.isp.example",
         smtp_host=smtp_host,
         smtp_username=smtp_user,
+        is_outgoing_relay=True,
     )
     binding.set_smtp_password(smtp_password)
     binding.save()

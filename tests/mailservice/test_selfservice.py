@@ -18,7 +18,9 @@ pytestmark = pytest.mark.django_db
 def employee():
     domain = factories.DomainFactory(name="example.com")
     account = factories.AccountFactory(domain=domain, localpart="support")
-    binding = factories.BindingFactory(account=account, username="isp-support-7731")
+    binding = factories.BindingFactory(
+        account=account, username="isp-support-7731", is_outgoing_relay=True
+    )
     binding.last_check_at = binding.last_success_at = timezone.now()
     binding.last_error = "The ISP refused the password: check it with your administrator."
     binding.save()
@@ -52,6 +54,28 @@ def test_it_shows_status_and_client_settings_without_isp_passwords(employee_clie
     assert "mail.example.com" in body and "993" in body and "587" in body
     assert factories.ISP_PASSWORD not in body
     assert other.username not in body
+
+
+def test_it_shows_the_host_and_ports_the_office_box_really_uses(employee_client, settings):
+    settings.MAIL_HOSTNAME = "office.example.net"
+    settings.MAIL_IMAPS_PORT, settings.MAIL_IMAP_PORT = 10993, 10143
+    settings.MAIL_POP3S_PORT, settings.MAIL_POP3_PORT = 10995, 10110
+    settings.MAIL_SUBMISSION_PORT, settings.MAIL_SUBMISSIONS_PORT = 10587, 10465
+    text = " ".join(employee_client.get(reverse("selfservice")).content.decode().split())
+    for service, port, alt in [
+        ("Incoming (IMAP)", 10993, 10143),
+        ("Incoming (POP3)", 10995, 10110),
+        ("Outgoing (SMTP)", 10587, 10465),
+    ]:
+        assert f"<td>{service}</td><td>office.example.net</td><td>{port}</td>" in text
+        assert f"port {alt}," in text
+
+
+def test_it_says_outside_mail_needs_a_relay_once_it_is_unticked(employee_client, employee):
+    employee.bindings.update(is_outgoing_relay=False)
+    body = employee_client.get(reverse("selfservice")).content.decode()
+    assert "Outgoing relay: your outside mail" not in body
+    assert "Mail to outside addresses cannot be sent from this mailbox" in body
 
 
 def test_it_changes_the_local_password_and_flushes_dovecots_cache(

@@ -265,7 +265,7 @@ def test_the_watchdog_stops_a_server_that_drips_forever():
 
 
 def test_it_says_when_the_certificate_expired(tmp_path, settings):
-    from tests.servers.tlscerts import make_ca_and_cert
+    from devserver.certs import make_ca_and_cert
 
     ca, cert, key = make_ca_and_cert(tmp_path, expired=True)
     settings.ISP_CA_FILE = str(ca)

@@ -8,6 +8,7 @@ import tracemalloc
 
 import pytest
 
+from devserver.certs import make_ca_and_cert, make_self_signed
 from mapping.pop3 import (
     Client,
     Pop3AuthError,
@@ -22,7 +23,6 @@ from mapping.pop3 import (
 )
 from tests.servers.dovecot import free_port
 from tests.servers.faultpop import NOTICE, FaultPop, wire_size
-from tests.servers.tlscerts import make_ca_and_cert, make_self_signed
 
 MESSAGES = [
     b"Subject: one\n\nfirst\n",

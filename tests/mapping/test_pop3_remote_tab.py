@@ -163,3 +163,22 @@ def test_an_edit_clears_needs_attention_and_fetches_soon(admin_client, domain):
     assert binding.state == "retrying"
     assert binding.next_fetch_at is not None
     assert binding.get_isp_password() == "New-Isp-Pass"
+
+
+@pytest.mark.parametrize(
+    ("fields", "words"),
+    [
+        ({"host": "127.0.0.1"}, "AAMail does not connect to 127.0.0.1"),
+        ({"host": "169.254.169.254"}, "cloud metadata"),
+        ({"smtp_host": "10.0.0.25"}, "AAMail does not connect to 10.0.0.25"),
+    ],
+)
+def test_it_refuses_a_server_the_outbound_guard_refuses(
+    admin_client, domain, settings, fields, words
+):
+    settings.ISP_ALLOW_PRIVATE_ADDRESSES = False
+    account = AccountFactory(domain=domain)
+    response = admin_client.post(reverse("binding-create", args=[account.pk]), _data(**fields))
+    assert response.status_code == 200
+    assert words in response.content.decode()
+    assert not Binding.objects.exists()

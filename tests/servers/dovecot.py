@@ -22,7 +22,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from tests.servers.tlscerts import make_ca_and_cert
+from devserver.certs import make_ca_and_cert
+from devserver.processes import free_port
 
 DOVECOT = "/usr/sbin/dovecot"
 MAIL_UID = MAIL_GID = 8  # Debian's `mail` user
@@ -68,11 +69,7 @@ service anvil {{
 """
 
 
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nobody listens on right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+__all__ = ["Dovecot", "free_port"]
 
 
 class Dovecot:

@@ -37,7 +37,7 @@ import time
 from email.message import EmailMessage
 from pathlib import Path
 
-from mailservice.processes import (
+from devserver.processes import (
     Dovecot,
     free_port,
     postfix_prepare,
@@ -280,7 +280,7 @@ class FakeIspSmtp:
     def _make_certs(self) -> tuple[Path, Path]:
         tls = self.base_dir / "tls"
         if self._certs is None:
-            from tests.servers.tlscerts import make_ca_and_cert
+            from devserver.certs import make_ca_and_cert
 
             ca, cert, key = make_ca_and_cert(tls, hostnames=(self.host,), ips=(self.ip,))
         else:

@@ -472,7 +472,7 @@ class OAuthAuthServer:
     def __init__(
         self, *, tls: bool = True, pad: int = 1500, redirect_uris: tuple[str, ...] = ()
     ) -> None:
-        from mailservice.processes import free_port
+        from devserver.processes import free_port
 
         self.root = Path(tempfile.mkdtemp(prefix="aamail-oauth-as-"))
         self.root.chmod(0o755)
@@ -510,7 +510,7 @@ class OAuthAuthServer:
 
     def start(self) -> None:
         """Start the server process and wait until it answers."""
-        from mailservice.processes import wait_for_tcp
+        from devserver.processes import wait_for_tcp
 
         clients = self.root / "clients.json"
         clients.write_text(json.dumps(self.clients))
@@ -533,7 +533,7 @@ class OAuthAuthServer:
             str(self.log_path),
         ]
         if self.tls:
-            from tests.servers.tlscerts import make_ca_and_cert
+            from devserver.certs import make_ca_and_cert
 
             self.ca_file, cert, key = make_ca_and_cert(self.root, ("localhost",), ("127.0.0.1",))
             argv += ["--cert", str(cert), "--cert-key", str(key)]

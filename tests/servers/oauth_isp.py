@@ -33,7 +33,8 @@ import time
 from email.message import EmailMessage
 from pathlib import Path
 
-from mailservice.processes import (
+from devserver.certs import make_ca_and_cert
+from devserver.processes import (
     Dovecot,
     free_port,
     postfix_prepare,
@@ -49,7 +50,6 @@ from tests.servers.oauth_authserver import (
     WEB_CLIENT,
     OAuthAuthServer,
 )
-from tests.servers.tlscerts import make_ca_and_cert
 
 SINK_DOMAIN = "outside.test"
 

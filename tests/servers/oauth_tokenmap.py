@@ -15,7 +15,7 @@ from __future__ import annotations
 import socketserver
 import threading
 
-from mailservice.processes import free_port
+from devserver.processes import free_port
 
 
 class _Handler(socketserver.StreamRequestHandler):

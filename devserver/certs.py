@@ -1,4 +1,9 @@
-"""Throwaway TLS certificates for test servers, made with `cryptography` (no openssl CLI)."""
+"""Throw-away TLS certificates, made with `cryptography` (no openssl subprocess).
+
+The one certificate helper of the project: `manage.py mailserver` makes its self-signed
+certificate here, and the tests make their CAs and leaves here (Detect's certificate
+checks need a CA, an expired leaf and a self-signed one).
+"""
 
 from __future__ import annotations
 
@@ -122,15 +127,23 @@ def make_self_signed(
     ips: tuple[str, ...] = ("127.0.0.1",),
     *,
     expired: bool = False,
+    reuse: bool = False,
 ) -> tuple[Path, Path]:
-    """A self-signed leaf (no CA); returns (cert_pem, key_pem) paths."""
+    """A self-signed leaf (no CA); returns (cert_pem, key_pem) paths.
+
+    With `reuse`, an existing pair in `directory` is returned as it is, so a mail program
+    that accepted the certificate once keeps accepting it after a restart.
+    """
     directory = Path(directory)
+    cert_path, key_path = directory / "selfsigned.pem", directory / "selfsigned-key.pem"
+    if reuse and cert_path.exists() and key_path.exists():
+        return cert_path, key_path
+    directory.mkdir(parents=True, exist_ok=True)
     key = _key()
     subject = _name(hostnames[0] if hostnames else ips[0])
     now = dt.datetime.now(dt.UTC)
-    not_after = now - _DAY if expired else now + 30 * _DAY
+    not_after = now - _DAY if expired else now + 365 * _DAY
     cert = _leaf(key, subject, key, tuple(hostnames), tuple(ips), not_after)
-    return (
-        _write_cert(directory / "selfsigned.pem", cert),
-        _write_key(directory / "selfsigned-key.pem", key),
-    )
+    # The key first: `reuse` never finds a certificate whose key was not written.
+    _write_key(key_path, key)
+    return _write_cert(cert_path, cert), key_path

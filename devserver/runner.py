@@ -13,11 +13,11 @@ import os
 import subprocess
 from pathlib import Path
 
-from . import config as mailconfig
-from .mapserver import BackgroundMapServer
+from mailservice import config as mailconfig
+from mailservice.mapserver import BackgroundMapServer
+
 from .processes import (
     Dovecot,
-    ProcessError,
     postfix_flush,
     postfix_prepare,
     postfix_queue_is_empty,
@@ -34,7 +34,11 @@ class OfficeMailServer:
 
     def __init__(self, config: mailconfig.MailConfig, *, with_mailmap: bool = True) -> None:
         self.config = config
-        self.mapserver = BackgroundMapServer(Path(config.mailmap_socket)) if with_mailmap else None
+        self.mapserver = (
+            BackgroundMapServer(Path(config.mailmap_socket), local_transport=config.local_transport)
+            if with_mailmap
+            else None
+        )
         self.dovecot = Dovecot(config.dovecot_conf, Path(config.dovecot_log))
         self._postfix_running = False
 
@@ -119,24 +123,3 @@ def _readable_by_dovecot(database: Path) -> None:
     if database.is_file():
         os.chown(database, -1, gid)
         database.chmod(0o640)
-
-
-def make_self_signed(directory: Path, hostname: str) -> tuple[Path, Path]:
-    """A throw-away certificate for `mailserver` when MAIL_TLS_CERT_FILE is not set."""
-    directory.mkdir(parents=True, exist_ok=True)
-    cert, key = directory / "selfsigned.pem", directory / "selfsigned.key"
-    if not cert.exists():
-        result = subprocess.run(
-            [
-                "openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
-                "ec_paramgen_curve:prime256v1", "-nodes", "-days", "30",
-                "-subj", f"/CN={hostname}",
-                "-addext", f"subjectAltName=DNS:{hostname},IP:127.0.0.1",
-                "-keyout", str(key), "-out", str(cert),
-            ],
-            capture_output=True, text=True, timeout=60,
-        )  # fmt: skip
-        if result.returncode != 0:
-            raise ProcessError(f"openssl could not make a certificate: {result.stderr}")
-        key.chmod(0o600)
-    return cert, key
