@@ -11,8 +11,8 @@ the documented commands start it, from a fresh clone of the committed HEAD.
 1. clone the repository's committed HEAD into a temporary directory (0755: Dovecot and
    Postfix must reach var/);
 2. `cp .env.example .env`, then change only what step 3 of the docs names: the mail ports
-   (free ones, other test runs share this machine), ISP_ALLOW_PRIVATE_ADDRESSES and
-   DETECT_ALLOW_PRIVATE (the test ISP is on 127.0.0.1), ISP_CA_FILE (its private CA);
+   (free ones, other test runs share this machine), ISP_ALLOW_PRIVATE_ADDRESSES (the test
+   ISP is on 127.0.0.1), ISP_CA_FILE (its private CA);
 3. `bash scripts/run.sh` (web, worker, beat) and, as root, `.venv/bin/python manage.py
    mailserver`;
 4. as the administrator in the web console: log in with var/initial-admin-password, create
@@ -439,7 +439,6 @@ def main() -> int:
             {
                 **{name: str(port) for name, port in ports.items()},
                 "ISP_ALLOW_PRIVATE_ADDRESSES": "true",
-                "DETECT_ALLOW_PRIVATE": "true",
                 "ISP_CA_FILE": str(isp.ca_pem),
             },
         )
