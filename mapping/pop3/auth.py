@@ -1,7 +1,8 @@
 """POP3 login methods, pluggable: USER/PASS, APOP, SASL PLAIN, and XOAUTH2 / OAUTHBEARER.
 
-Contract: an ``Authenticator`` gets a connected ``pop3.Client`` and logs in through
-``client.request(line) -> Status`` (one command line, one status line back); SASL
+Contract: an ``Authenticator`` gets a connected session (a ``Session``: what it needs of
+``pop3.Client``) and logs in through ``session.request(line) -> Status`` (one command line,
+one status line back); SASL
 mechanisms subclass ``SaslAuthenticator``, which runs the AUTH exchange. It raises
 ``Pop3AuthError`` when the server says no, and never puts a secret into an exception,
 a log or a ``repr``.
@@ -23,14 +24,27 @@ import hashlib
 import ssl
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
 from ..oauth import sasl
 from .errors import Pop3AuthError, Pop3NotSecureError, Pop3OAuthError, Pop3ProtocolError, redact
+from .protocol import Status
 
-if TYPE_CHECKING:
-    from .client import Client
-    from .protocol import Status
+
+class Session(Protocol):
+    """What an Authenticator may use of a connected ``pop3.Client`` (and nothing else)."""
+
+    host: str
+    port: int
+    server_hostname: str
+    apop_timestamp: str | None
+
+    @property
+    def ssl_context(self) -> ssl.SSLContext: ...
+
+    def request(self, line: str) -> Status: ...
+
+    def tls_info(self) -> Any: ...
 
 
 def check_value(what: str, value: str) -> str:
@@ -44,7 +58,7 @@ class Authenticator(ABC):
     """One login method; ``authenticate`` logs in through the client or raises Pop3AuthError."""
 
     @abstractmethod
-    def authenticate(self, client: Client) -> None:
+    def authenticate(self, client: Session) -> None:
         """Log in on a connected client; never put a secret into an error or a log."""
 
 
@@ -59,7 +73,7 @@ class UserPass(Authenticator):
         check_value("username", self.username)
         check_value("password", self.password)
 
-    def authenticate(self, client: Client) -> None:
+    def authenticate(self, client: Session) -> None:
         """Send USER then PASS."""
         for line in (f"USER {self.username}", f"PASS {self.password}"):
             reply = client.request(line)
@@ -78,7 +92,7 @@ class Apop(Authenticator):
         check_value("username", self.username)
         check_value("password", self.password)
 
-    def authenticate(self, client: Client) -> None:
+    def authenticate(self, client: Session) -> None:
         """Send APOP with the digest; needs a timestamp in the greeting."""
         if not client.apop_timestamp:
             raise Pop3AuthError("The server does not offer APOP (no timestamp in its greeting).")
@@ -104,7 +118,7 @@ class SaslAuthenticator(Authenticator):
         """Answer one server challenge; b"" (the default) lets the server finish with -ERR."""
         return b""
 
-    def authenticate(self, client: Client) -> None:
+    def authenticate(self, client: Session) -> None:
         """Run AUTH <mechanism> (RFC 5034), answering challenges with ``respond``."""
         initial = self.initial_response()
         line = f"AUTH {self.mechanism}"
@@ -173,7 +187,7 @@ class Xoauth2(SaslAuthenticator):
     def __repr__(self) -> str:
         return f"{type(self).__name__}(login={self.login!r})"
 
-    def client_response(self, client: Client) -> bytes:
+    def client_response(self, client: Session) -> bytes:
         """The SASL response carrying the token."""
         return sasl.xoauth2(self.login, self._token)
 
@@ -189,7 +203,7 @@ class Xoauth2(SaslAuthenticator):
         self.challenge = sasl.decode_challenge(challenge)
         return b""
 
-    def authenticate(self, client: Client) -> None:
+    def authenticate(self, client: Session) -> None:
         """Refuse without verified TLS, then run the exchange; errors in words."""
         require_verified_tls(client)
         self._response, self._answered, self.challenge = self.client_response(client), False, None
@@ -226,7 +240,7 @@ class OAuthBearer(Xoauth2):
 
     mechanism = "OAUTHBEARER"
 
-    def client_response(self, client: Client) -> bytes:
+    def client_response(self, client: Session) -> bytes:
         """The RFC 7628 response, naming the host and port the session is connected to."""
         return sasl.oauthbearer(self.login, self._token, client.server_hostname, client.port)
 
@@ -234,7 +248,7 @@ class OAuthBearer(Xoauth2):
 class _Recorder:
     """The client as SaslAuthenticator sees it, remembering the server's last reply."""
 
-    def __init__(self, client: Client) -> None:
+    def __init__(self, client: Session) -> None:
         self.client = client
         self.last: Status | None = None
 
@@ -243,7 +257,7 @@ class _Recorder:
         return self.last
 
 
-def require_verified_tls(client: Client) -> None:
+def require_verified_tls(client: Session) -> None:
     """Raise Pop3NotSecureError unless the session runs over TLS with a verified certificate."""
     info = client.tls_info()
     context = client.ssl_context if info is not None else None
