@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from django.views.decorators.debug import sensitive_variables
 
+from . import crypto
 from .models import Binding
 from .pop3 import Authenticator, Client, Pop3AuthError
 
@@ -20,7 +21,9 @@ def pop3_authenticator(binding: Binding, client: Client) -> Authenticator:
     The password is decrypted only now, just before it is sent; a CR, LF or NUL in it or in
     the user name is refused as a rejected login, never sent.
     """
-    password = binding.get_isp_password()
+    # Straight from the ciphertext: the clear password passes crypto.py, this module and
+    # the POP3 client and its authenticator, nothing else (docs/architecture.md).
+    password = crypto.decrypt(binding.password_encrypted)
     try:
         return client.password_authenticator(binding.username, password)
     except ValueError as exc:
