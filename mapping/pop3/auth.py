@@ -63,8 +63,8 @@ class Authenticator(ABC):
 
 
 @dataclass(repr=False)
-class UserPass(Authenticator):
-    """USER/PASS (RFC 1939 §7)."""
+class PasswordLogin(Authenticator, ABC):
+    """A login with a user name and a password, both refused when CR, LF or NUL is in them."""
 
     username: str
     password: str = field(repr=False)
@@ -72,6 +72,11 @@ class UserPass(Authenticator):
     def __post_init__(self) -> None:
         check_value("username", self.username)
         check_value("password", self.password)
+
+
+@dataclass(repr=False)
+class UserPass(PasswordLogin):
+    """USER/PASS (RFC 1939 §7)."""
 
     def authenticate(self, client: Session) -> None:
         """Send USER then PASS."""
@@ -82,15 +87,8 @@ class UserPass(Authenticator):
 
 
 @dataclass(repr=False)
-class Apop(Authenticator):
+class Apop(PasswordLogin):
     """APOP (RFC 1939 §7): MD5 of the greeting's timestamp and the password."""
-
-    username: str
-    password: str = field(repr=False)
-
-    def __post_init__(self) -> None:
-        check_value("username", self.username)
-        check_value("password", self.password)
 
     def authenticate(self, client: Session) -> None:
         """Send APOP with the digest; needs a timestamp in the greeting."""
