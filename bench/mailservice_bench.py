@@ -280,9 +280,8 @@ def main() -> None:
 
     _setup_django()
     from devserver.certs import make_ca_and_cert
-    from devserver.processes import free_port, postfix_start, postfix_stop
-    from devserver.runner import OfficeMailServer
-    from mailservice.config import MailConfig, Ports
+    from devserver.processes import postfix_start, postfix_stop
+    from devserver.runner import OfficeMailServer, private_office_config
     from tests.servers.ispsmtp import FakeIspSmtp
 
     base = Path(tempfile.mkdtemp(prefix="aamail-msbench-"))
@@ -291,20 +290,7 @@ def main() -> None:
     with FakeIspSmtp() as isp:
         accounts = _seed(isp)
         ca, cert, key = make_ca_and_cert(base, hostnames=("localhost",), ips=("127.0.0.1",))
-        ports = Ports(*(free_port() for _ in range(7)))
-        config = MailConfig.private(
-            base,
-            ports=ports,
-            config_dir=str(base / "etc"),
-            run_dir=str(base / "run"),
-            hostname="localhost",
-            tls_cert=str(cert),
-            tls_key=str(key),
-            relay_ca_file=str(isp.ca_file),
-            mail_root=str(base / "mail"),
-            mail_uid=8,
-            mail_gid=8,
-        )
+        config = private_office_config(base, cert=cert, key=key, relay_ca_file=isp.ca_file)
         context = ssl.create_default_context(cafile=str(ca))
         office = OfficeMailServer(config, with_mailmap=False)
         stats = base / "mailmap-stats.json"

@@ -18,6 +18,7 @@ from mailservice.mapserver import BackgroundMapServer
 
 from .processes import (
     Dovecot,
+    free_port,
     postfix_flush,
     postfix_prepare,
     postfix_queue_is_empty,
@@ -123,3 +124,25 @@ def _readable_by_dovecot(database: Path) -> None:
     if database.is_file():
         os.chown(database, -1, gid)
         database.chmod(0o640)
+
+
+def private_office_config(
+    base: Path, *, cert: Path, key: Path, relay_ca_file: Path, **overrides: object
+) -> mailconfig.MailConfig:
+    """An office box under `base` on free loopback ports, mail owned by Debian's `mail`
+    (8:8): the tests' and the benchmark's box, one recipe for both."""
+    ports = mailconfig.Ports(*(free_port() for _ in range(7)))
+    values = {
+        "ports": ports,
+        "config_dir": str(base / "etc"),
+        "run_dir": str(base / "run"),
+        "hostname": "localhost",
+        "tls_cert": str(cert),
+        "tls_key": str(key),
+        "relay_ca_file": str(relay_ca_file),
+        "mail_root": str(base / "mail"),
+        "mail_uid": 8,
+        "mail_gid": 8,
+        **overrides,
+    }
+    return mailconfig.MailConfig.private(base, **values)

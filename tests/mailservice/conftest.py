@@ -21,11 +21,9 @@ import pytest
 from django.db import connection
 
 from devserver.certs import make_ca_and_cert
-from devserver.processes import free_port
-from devserver.runner import OfficeMailServer
+from devserver.runner import OfficeMailServer, private_office_config
 from domains.models import Security
 from mailservice import lookups
-from mailservice.config import MailConfig, Ports
 from mapping import outbound
 from tests import factories
 from tests.servers.ispsmtp import FakeIspSmtp
@@ -68,29 +66,9 @@ def office(django_db_setup, django_db_blocker, fake_isp, office_tls):
     with django_db_blocker.unblock():
         _needs_a_shared_database()
         base = _private_dir("aamail-office-")
-        ports = Ports(
-            smtp=free_port(),
-            submission=free_port(),
-            submissions=free_port(),
-            imap=free_port(),
-            imaps=free_port(),
-            pop3=free_port(),
-            pop3s=free_port(),
-        )
         _ca, cert, key = office_tls
-        config = MailConfig.private(
-            base,
-            ports=ports,
-            config_dir=str(base / "etc"),
-            run_dir=str(base / "run"),
-            hostname="localhost",
-            tls_cert=str(cert),
-            tls_key=str(key),
-            relay_ca_file=str(fake_isp.ca_file),
-            mail_root=str(base / "mail"),
-            mail_uid=8,
-            mail_gid=8,
-            auth_penalty=False,
+        config = private_office_config(
+            base, cert=cert, key=key, relay_ca_file=fake_isp.ca_file, auth_penalty=False
         )
         server = OfficeMailServer(config)
         server.start()
