@@ -73,6 +73,8 @@ def _setup_django() -> None:
     from django.core.management import call_command
 
     settings.PASSWORD_HASHERS = ["accounts.hashers.MailArgon2PasswordHasher"]
+    # The fake ISP relay listens on loopback; the outbound guard refuses that by default.
+    settings.ISP_ALLOW_PRIVATE_ADDRESSES = True
     call_command("migrate", verbosity=0)
 
 
@@ -122,7 +124,13 @@ class _MailmapProcess:
         if self.stats:
             command += ["--stats", str(self.stats)]
         # MAIL_RUN_DIR: the office's Dovecot LMTP socket, which the transport map names.
-        env = {**os.environ, "MAIL_RUN_DIR": str(self.run_dir)}
+        # ISP_ALLOW_PRIVATE_ADDRESSES: the fake ISP relay is on loopback (the guard's default
+        # refuses it).
+        env = {
+            **os.environ,
+            "MAIL_RUN_DIR": str(self.run_dir),
+            "ISP_ALLOW_PRIVATE_ADDRESSES": "true",
+        }
         self.process = subprocess.Popen(command, env=env)
         wait_for_unix(self.socket)
         return self
