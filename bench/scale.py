@@ -27,6 +27,7 @@ import contextlib
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -64,6 +65,7 @@ def _sizes(args) -> dict:
             "repeat": 3,
             "drain_batch": 10,
             "drain_repeat": 1,
+            "drain_s": 2.0,
             "bindings": 150,
             "concurrency": [4],
             "grid": [("asyncio", 32, 1), ("threads", 16, 1)],
@@ -71,13 +73,17 @@ def _sizes(args) -> dict:
             "hold": [("asyncio", 200), ("threads", 100)],
             "floor_seconds": 1.0,
             "default_tick": (3, 50, 2),  # the default 500 per 30 s, scaled down 10x
+            "persistent": False,
+            "sqlite": (10_000, 500, 100),
+            "sqlite_repeat": 1,
             "sim_seconds": 2 * 3600,
         }
     return {
         "tiers": [(100_000, 1_000), (1_000_000, 10_000)],
         "repeat": 5,
         "drain_batch": 100,
-        "drain_repeat": 3,
+        "drain_repeat": 2,
+        "drain_s": 6.0,
         "bindings": 2000,
         "concurrency": [4, 8, 16],
         "grid": [
@@ -94,6 +100,9 @@ def _sizes(args) -> dict:
         "hold": [("asyncio", 1000), ("threads", 300)],
         "floor_seconds": 3.0,
         "default_tick": (30, 500, 2),  # the shipped SCHEDULER_TICK_SECONDS, FETCH_TICK_LIMIT
+        "persistent": True,
+        "sqlite": (100_000, 1_000, 500),
+        "sqlite_repeat": 3,
         "sim_seconds": 24 * 3600,
     }
 
@@ -125,7 +134,13 @@ def run_claims(args, sizes: dict, redis: PrivateRedis) -> dict:
     finally:
         if not args.keep_db:
             database_drop(url)
-    return {"database": url.rpartition("/")[2], "tiers": tiers}
+    rows, due, limit = sizes["sqlite"]
+    log(f"claims on SQLite: {rows:,} bindings, {due:,} due, limit {limit}")
+    argv = [sys.executable, "-m", "bench.scale_sqlite", "--rows", str(rows), "--due", str(due)]
+    argv += ["--limit", str(limit), "--repeat", str(sizes["sqlite_repeat"])]
+    done = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, check=True)
+    sqlite = json.loads(done.stdout.strip().splitlines()[-1])
+    return {"database": url.rpartition("/")[2], "tiers": tiers, "sqlite": sqlite}
 
 
 def _claim_tier(url, pool, made: dict, sizes: dict, redis: PrivateRedis, last: bool) -> dict:
@@ -149,7 +164,7 @@ def _claim_tier(url, pool, made: dict, sizes: dict, redis: PrivateRedis, last: b
         for variant in scale_claim.DRAIN_VARIANTS:
             for claimers in (1, 2, 4):
                 drain = scale_claim.measure_drain(
-                    url, pool, variant, claimers, sizes["drain_batch"], due
+                    url, pool, variant, claimers, sizes["drain_batch"], due, sizes["drain_s"]
                 )
                 drains.append(
                     {
@@ -227,6 +242,19 @@ def run_polls(args, sizes: dict, redis: PrivateRedis, work: Path) -> dict:
                 log=log,
             )
             product.append(asdict(run))
+        if sizes["persistent"]:
+            # Today's code with persistent connections: a configuration change only.
+            run = scale_poll.product_run(
+                env,
+                4,
+                tick_seconds=1,
+                tick_limit=1000,
+                timeout=args.poll_timeout,
+                log=log,
+                conn_max_age=600,
+            )
+            product.append(asdict(run))
+        connection = scale_poll.connection_cost(env, 200)
         tick_seconds, tick_limit, periods = sizes["default_tick"]
         default_tick = scale_poll.default_tick_run(
             env, tick_seconds=tick_seconds, tick_limit=tick_limit, periods=periods, log=log
@@ -239,6 +267,7 @@ def run_polls(args, sizes: dict, redis: PrivateRedis, work: Path) -> dict:
         "hold": hold,
         "product": product,
         "default_tick": default_tick,
+        "connection_cost": connection,
         "postgres_settings": pg.settings,
         "postgres_version": pg_version,
     }
@@ -296,6 +325,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sim-bindings", type=int, default=1_000_000)
     parser.add_argument("--out", type=Path, default=OUT)
     args = parser.parse_args(argv)
+    # SIGTERM ends the run through the finally blocks: servers stopped, database dropped.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(143))
     phases = set(args.phases.split(","))
     for reason in (PrivatePostgres.available(), PrivateRedis.available()):
         if reason and phases & {"poll", "claim"}:

@@ -320,7 +320,8 @@ def serve(url: str) -> None:
             result = {"ids": ids, "seconds": seconds, "statements": statements}
             result["sql"] = claimer.sql if command["variant"] == PRODUCT else []
         elif command["op"] == "drain":
-            result = {"claims": _drain(claimer, command)}
+            claims, timed_out = _drain(claimer, command)
+            result = {"claims": claims, "timed_out": timed_out}
         elif command["op"] == "tick":
             result = _tick(command["limit"])
         else:
@@ -328,17 +329,21 @@ def serve(url: str) -> None:
         print(json.dumps(result), flush=True)
 
 
-def _drain(claimer: _Claimer, command: dict) -> list[list]:
-    """Claim batches until a claim comes back empty; [start, end, ids] per claim."""
+def _drain(claimer: _Claimer, command: dict) -> tuple[list[list], bool]:
+    """Claim batches until one comes back empty or time is up; ([start, end, ids] per
+    claim, whether time ran out first)."""
     while time.monotonic() < command["start_at"]:  # CLOCK_MONOTONIC: one clock per machine
         time.sleep(0.001)
+    until = command["start_at"] + command["max_seconds"]
     claims = []
     while True:
         start = time.monotonic()
         ids, _, _ = claimer.claim(command["variant"], command["batch"])
         claims.append([start, time.monotonic(), ids])
         if not ids:
-            return claims
+            return claims, False
+        if time.monotonic() > until:
+            return claims, True
 
 
 def _tick(limit: int) -> dict:
@@ -466,7 +471,8 @@ class Drain:
     seconds: float = 0.0
     duplicates: int = 0
     short: int = 0  # claims that came back short while rows were still due
-    missed: int = 0  # due rows nobody claimed
+    missed: int = 0  # due rows nobody claimed (0 when the drain was stopped by time)
+    timed_out: bool = False  # stopped after max_seconds with rows still due
 
     @property
     def claims_per_s(self) -> float:
@@ -478,25 +484,38 @@ class Drain:
 
 
 def measure_drain(
-    url: str, pool: ClaimerPool, variant: str, claimers: int, batch: int, due: int
+    url: str,
+    pool: ClaimerPool,
+    variant: str,
+    claimers: int,
+    batch: int,
+    due: int,
+    max_seconds: float,
 ) -> Drain:
-    """`claimers` processes claim batches of a reset table at once until none is due."""
+    """`claimers` processes claim batches of a reset table at once until none is due (or
+    `max_seconds` passed: the cycle variants release row by row and are slow)."""
     reset(url, [TABLE[variant]])
     start_at = time.monotonic() + 0.3
+    command = {"op": "drain", "variant": variant, "batch": batch, "start_at": start_at}
+    command["max_seconds"] = max_seconds
     for index in range(claimers):
-        pool.ask(index, {"op": "drain", "variant": variant, "batch": batch, "start_at": start_at})
-    claims = [tuple(c) for index in range(claimers) for c in pool.answer(index)["claims"]]
-    return judge_drain(variant, claimers, batch, due, claims)
+        pool.ask(index, command)
+    answers = [pool.answer(index) for index in range(claimers)]
+    claims = [tuple(c) for answer in answers for c in answer["claims"]]
+    timed_out = any(answer["timed_out"] for answer in answers)
+    return judge_drain(variant, claimers, batch, due, claims, timed_out)
 
 
-def judge_drain(variant: str, claimers: int, batch: int, due: int, claims: list) -> Drain:
+def judge_drain(
+    variant: str, claimers: int, batch: int, due: int, claims: list, timed_out: bool = False
+) -> Drain:
     """Count rows, duplicates and short claims of a drain's (start, end, ids) claims.
 
     A claim is short when it returned fewer than `batch` rows although a claim that
     started after it ended still found rows: those rows were due, unlocked and unclaimed
     while it ran.
     """
-    result = Drain(variant, claimers, batch, due)
+    result = Drain(variant, claimers, batch, due, timed_out=timed_out)
     useful = [c for c in claims if c[2]]
     if not useful:
         return result
@@ -505,7 +524,7 @@ def judge_drain(variant: str, claimers: int, batch: int, due: int, claims: list)
         result.duplicates += sum(1 for i in ids if i in seen)
         seen.update(ids)
     result.claims, result.rows = len(useful), sum(len(ids) for _, _, ids in useful)
-    result.missed = max(0, due - len(seen))
+    result.missed = 0 if timed_out else max(0, due - len(seen))
     result.seconds = max(c[1] for c in useful) - min(c[0] for c in claims)
     last_useful_start = max(c[0] for c in useful)
     result.short = sum(1 for c in claims if len(c[2]) < batch and c[1] < last_useful_start)

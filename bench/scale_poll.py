@@ -58,7 +58,9 @@ class PollEnv:
     fernet_key: str
     bindings: int = 0
 
-    def django_env(self, stats_dir: Path | None = None) -> dict[str, str]:
+    def django_env(
+        self, stats_dir: Path | None = None, conn_max_age: int | None = None
+    ) -> dict[str, str]:
         env = {
             k: v
             for k, v in os.environ.items()
@@ -67,7 +69,8 @@ class PollEnv:
         }
         env.update(
             DJANGO_SETTINGS_MODULE="bench.scale_settings",
-            DATABASE_URL=self.url,
+            # django-environ reads CONN_MAX_AGE from the URL: configuration, not code.
+            DATABASE_URL=self.url + (f"?conn_max_age={conn_max_age}" if conn_max_age else ""),
             CELERY_BROKER_URL=self.redis.url,
             MAIL_ROOT=str(self.work / "mailroot"),
             SECRET_KEY="aamail-scale-bench-not-secret-" + "x" * 30,
@@ -231,12 +234,18 @@ def _tick_env(tick_seconds: int, tick_limit: int) -> dict[str, str]:
 
 
 def start_worker(
-    env: PollEnv, concurrency: int, stats: Path, name: str, tick: dict[str, str]
+    env: PollEnv,
+    concurrency: int,
+    stats: Path,
+    name: str,
+    tick: dict[str, str],
+    conn_max_age: int | None = None,
 ) -> _Celery:
     # The deployed command line (docker-compose.yml, scripts/run.sh).
     argv = ["worker", "-Q", "celery,fetch", "--concurrency", str(concurrency)]
     argv += ["--loglevel", "INFO", "-n", f"{name}@%h"]
-    worker = _Celery(argv, {**env.django_env(stats), **tick}, env.work / f"{name}-worker.log")
+    full = {**env.django_env(stats, conn_max_age), **tick}
+    worker = _Celery(argv, full, env.work / f"{name}-worker.log")
     worker.wait_for("ready.")
     return worker
 
@@ -256,6 +265,7 @@ class ProductRun:
     bindings: int
     tick_seconds: int
     tick_limit: int
+    conn_max_age: int | None = None  # None: the shipped default (0, a connection per task)
     polls: int = 0
     failed: int = 0
     seconds: float = 0.0  # first tick to last fetch
@@ -285,17 +295,24 @@ def _cpu(env: PollEnv, worker: _Celery, beat: _Celery | None) -> dict[str, float
 
 
 def product_run(
-    env: PollEnv, concurrency: int, *, tick_seconds: int, tick_limit: int, timeout: float, log
+    env: PollEnv,
+    concurrency: int,
+    *,
+    tick_seconds: int,
+    tick_limit: int,
+    timeout: float,
+    log,
+    conn_max_age: int | None = None,
 ) -> ProductRun:
     """All bindings due; beat + worker until every one was polled once (see module doc)."""
-    name = f"c{concurrency}"
+    name = f"c{concurrency}" + (f"-age{conn_max_age}" if conn_max_age else "")
     stats = env.work / f"{name}-stats"
     shutil.rmtree(stats, ignore_errors=True)
     stats.mkdir()
     reset(env)
-    run = ProductRun(concurrency, env.bindings, tick_seconds, tick_limit)
+    run = ProductRun(concurrency, env.bindings, tick_seconds, tick_limit, conn_max_age)
     tick = _tick_env(tick_seconds, tick_limit)
-    worker = start_worker(env, concurrency, stats, name, tick)
+    worker = start_worker(env, concurrency, stats, name, tick, conn_max_age)
     beat = None
     try:
         with psycopg.connect(env.url, autocommit=True) as conn:
@@ -338,7 +355,7 @@ def product_run(
         worker.stop()
     run.tasks = scale_worker.collect(stats)
     log(
-        f"  product c={concurrency}: {run.polls} polls, {run.steady_polls_per_s:.1f}/s steady, "
+        f"  product {name}: {run.polls} polls, {run.steady_polls_per_s:.1f}/s steady, "
         f"{1000 * run.per_poll(sum(run.cpu_s.values())):.1f} ms CPU/poll"
     )
     return run
@@ -409,6 +426,18 @@ def default_tick_run(env: PollEnv, *, tick_seconds: int, tick_limit: int, period
         "started": started,
         "bindings_per_s": rate,
     }
+
+
+def connection_cost(env: PollEnv, count: int) -> dict:
+    """PostgreSQL CPU and client time of one new connection (connect, one query, close)."""
+    before = env.pg.cpu_seconds()
+    start = time.perf_counter()
+    for _ in range(count):
+        with psycopg.connect(env.url, autocommit=True) as conn:
+            conn.execute(f"{TAG} SELECT 1")
+    wall = time.perf_counter() - start
+    cpu = env.pg.cpu_seconds() - before
+    return {"connections": count, "pg_cpu_ms": 1000 * cpu / count, "wall_ms": 1000 * wall / count}
 
 
 def _age(conn: psycopg.Connection, moment) -> float:

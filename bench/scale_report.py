@@ -48,8 +48,14 @@ def _verdict(ok: bool | None) -> str:
 
 
 def _best_product(results: dict) -> dict | None:
-    runs = results.get("poll", {}).get("product", [])
+    """The fastest run with the shipped configuration (a new connection per task)."""
+    runs = [r for r in results.get("poll", {}).get("product", []) if not r.get("conn_max_age")]
     return max(runs, key=lambda r: r["steady_polls_per_s"], default=None)
+
+
+def _label(run: dict) -> str:
+    age = run.get("conn_max_age")
+    return f"{run['concurrency']}" + (f", CONN_MAX_AGE {age}" if age else "")
 
 
 def _drains(results: dict) -> list[dict]:
@@ -71,6 +77,7 @@ def _drain_summary(results: dict) -> dict[tuple[str, int], dict]:
             "duplicates": sum(d["duplicates"] for d in items),
             "short": sum(d["short"] for d in items),
             "missed": sum(d["missed"] for d in items),
+            "timed_out": any(d.get("timed_out") for d in items),
             "batch": items[0]["batch"],
             "due": items[0]["due"],
             "repeats": len(items),
@@ -220,11 +227,12 @@ def _headline(results: dict) -> list[str]:
         worker, postgres = 1000 * run["cpu_s"]["worker"] / n, 1000 * run["cpu_s"]["postgres"] / n
         rows.append(
             [
-                f"empty poll at concurrency {run['concurrency']}: polls/s; CPU ms (worker + "
-                "PostgreSQL)",
+                f"empty poll at concurrency {_label(run)}: polls/s; CPU ms (worker + PostgreSQL)",
                 f"{run['steady_polls_per_s']:.1f}; {worker + postgres:.1f} ({worker:.1f} + "
                 f"{postgres:.1f})",
-                "42 at c=4 (8, 16 no faster); 32 (16 + 15)" if run["concurrency"] == 4 else "",
+                "42 at c=4 (8, 16 no faster); 32 (16 + 15)"
+                if run["concurrency"] == 4 and not run.get("conn_max_age")
+                else "",
             ]
         )
     if len(rows) == 1:
@@ -283,6 +291,7 @@ def _claims(results: dict, checks: list, ratios: list) -> list[str]:
             "",
         ]
     out += _drain_section(results, checks, ratios)
+    out += _sqlite(claim.get("sqlite"), ratios)
     tick = _tick(results)
     if tick:
         out += [
@@ -296,6 +305,35 @@ def _claims(results: dict, checks: list, ratios: list) -> list[str]:
     return out
 
 
+def _sqlite(sqlite: dict | None, ratios: list) -> list[str]:
+    if not sqlite:
+        return []
+    ms = sqlite["median_ms"]
+    ratios.append(
+        {
+            "label": f"claim on SQLite product / floor, {sqlite['due']:,} due of "
+            f"{sqlite['rows']:,}, limit {sqlite['limit']}",
+            "value": ms["product"] / ms["floor"],
+        }
+    )
+    ratios.append(
+        {
+            "label": "claim on SQLite product / floor in WAL (synchronous=NORMAL)",
+            "value": ms["product"] / ms["floor-wal"],
+        }
+    )
+    each = sqlite["release_ms_each"]
+    return [
+        f"**SQLite {sqlite['sqlite']}** ({sqlite['due']:,} due of {sqlite['rows']:,}, limit "
+        f"{sqlite['limit']}, one claimer, median of {sqlite['repeat']}): the product's claim "
+        f"{ms['product']:,.1f} ms (one commit per binding, shipped rollback journal); the single "
+        f"statement {ms['floor']:.1f} ms in the same journal, {ms['floor-wal']:.1f} ms in WAL "
+        f"with synchronous=NORMAL. A status UPDATE per binding, each committed: "
+        f"{each['release']:.2f} ms in the shipped journal, {each['release-wal']:.2f} ms in WAL.",
+        "",
+    ]
+
+
 def _drain_section(results: dict, checks: list, ratios: list) -> list[str]:
     summary = _drain_summary(results)
     if not summary:
@@ -304,8 +342,9 @@ def _drain_section(results: dict, checks: list, ratios: list) -> list[str]:
     out = [
         f"**Concurrent claimers** (processes, each claiming batches of {any_item['batch']} "
         f"until none is due; {any_item['due']:,} due rows; median of {any_item['repeats']} "
-        "drain(s)). short = claims that returned less than a batch while rows were still "
-        "due (a later claim found some); missed = due rows nobody claimed.",
+        f"drain(s), each stopped after at most {results['sizes']['drain_s']:g} s). short = "
+        "claims that returned less than a batch while rows were still due (a later claim "
+        "found some); missed = due rows nobody claimed (- when stopped by time).",
         "",
     ]
     rows = [["variant", "claimers", "claims/s", "rows/s", "claims", "twice", "short", "missed"]]
@@ -324,7 +363,7 @@ def _drain_section(results: dict, checks: list, ratios: list) -> list[str]:
                     str(item["claims"]),
                     str(item["duplicates"]),
                     str(item["short"]),
-                    str(item["missed"]),
+                    "-" if item["timed_out"] else str(item["missed"]),
                 ]
             )
         one, four = summary.get((variant, 1)), summary.get((variant, 4))
@@ -423,10 +462,10 @@ def _polls(results: dict, checks: list, ratios: list) -> list[str]:
         children = [m for m in run["memory"] if m["role"] == "child"]
         fetch = run["tasks"].get("mapping.tasks.binding_fetch", {})
         ratio = run["steady_polls_per_s"] / floor["polls_per_s"] if floor["polls_per_s"] else 0
-        ratios.append({"label": f"empty polls/s c={run['concurrency']} / floor", "value": ratio})
+        ratios.append({"label": f"empty polls/s c={_label(run)} / floor", "value": ratio})
         rows.append(
             [
-                str(run["concurrency"]),
+                _label(run),
                 f"{run['steady_polls_per_s']:.1f}",
                 _x(ratio),
                 f"{1000 * sum(cpu.values()) / n:.1f}",
@@ -444,6 +483,14 @@ def _polls(results: dict, checks: list, ratios: list) -> list[str]:
             ]
         )
     out += [_table(rows), ""]
+    cost = poll.get("connection_cost")
+    if cost:
+        out += [
+            f"One new PostgreSQL connection (connect, `SELECT 1`, close; {cost['connections']} "
+            f"in a row) costs PostgreSQL {cost['pg_cpu_ms']:.1f} ms of CPU and the client "
+            f"{cost['wall_ms']:.1f} ms.",
+            "",
+        ]
     best = _best_product(results)
     if best:
         out += _statement_breakdown(best)
