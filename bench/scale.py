@@ -73,7 +73,7 @@ def _sizes(args) -> dict:
             "hold": [("asyncio", 200), ("threads", 100)],
             "floor_seconds": 1.0,
             "default_tick": (3, 50, 2),  # the default 500 per 30 s, scaled down 10x
-            "persistent": False,
+            "persistent": [],
             "sqlite": (10_000, 500, 100),
             "sqlite_repeat": 1,
             "sim_seconds": 2 * 3600,
@@ -100,7 +100,7 @@ def _sizes(args) -> dict:
         "hold": [("asyncio", 1000), ("threads", 300)],
         "floor_seconds": 3.0,
         "default_tick": (30, 500, 2),  # the shipped SCHEDULER_TICK_SECONDS, FETCH_TICK_LIMIT
-        "persistent": True,
+        "persistent": ["CONN_MAX_AGE", "CELERY_DB_REUSE_MAX"],
         "sqlite": (100_000, 1_000, 500),
         "sqlite_repeat": 3,
         "sim_seconds": 24 * 3600,
@@ -242,8 +242,8 @@ def run_polls(args, sizes: dict, redis: PrivateRedis, work: Path) -> dict:
                 log=log,
             )
             product.append(asdict(run))
-        if sizes["persistent"]:
-            # Today's code with persistent connections: a configuration change only.
+        for persistent in sizes["persistent"]:
+            # Today's code with persistent connections: configuration only.
             run = scale_poll.product_run(
                 env,
                 4,
@@ -251,7 +251,7 @@ def run_polls(args, sizes: dict, redis: PrivateRedis, work: Path) -> dict:
                 tick_limit=1000,
                 timeout=args.poll_timeout,
                 log=log,
-                conn_max_age=600,
+                persistent=persistent,
             )
             product.append(asdict(run))
         connection = scale_poll.connection_cost(env, 200)

@@ -239,12 +239,13 @@ def start_worker(
     stats: Path,
     name: str,
     tick: dict[str, str],
-    conn_max_age: int | None = None,
+    persistent: str = "",
 ) -> _Celery:
     # The deployed command line (docker-compose.yml, scripts/run.sh).
     argv = ["worker", "-Q", "celery,fetch", "--concurrency", str(concurrency)]
     argv += ["--loglevel", "INFO", "-n", f"{name}@%h"]
-    full = {**env.django_env(stats, conn_max_age), **tick}
+    full = {**env.django_env(stats, PERSISTENT[persistent]["conn_max_age"]), **tick}
+    full.update(PERSISTENT[persistent]["env"])
     worker = _Celery(argv, full, env.work / f"{name}-worker.log")
     worker.wait_for("ready.")
     return worker
@@ -259,13 +260,24 @@ def start_beat(env: PollEnv, name: str, tick: dict[str, str]) -> _Celery:
 # --- the product run --------------------------------------------------------------------
 
 
+# Today's code with connections kept between tasks, by configuration alone. Django's
+# CONN_MAX_AGE (django-environ reads it from DATABASE_URL) is what one would try first;
+# Celery's Django fix-up closes the connection before and after every task whatever it
+# says, unless CELERY_DB_REUSE_MAX is set (celery/fixups/django.py, close_database).
+PERSISTENT = {
+    "": {"conn_max_age": None, "env": {}},
+    "CONN_MAX_AGE": {"conn_max_age": 600, "env": {}},
+    "CELERY_DB_REUSE_MAX": {"conn_max_age": 600, "env": {"SCALE_DB_REUSE_MAX": "1000"}},
+}
+
+
 @dataclass
 class ProductRun:
     concurrency: int
     bindings: int
     tick_seconds: int
     tick_limit: int
-    conn_max_age: int | None = None  # None: the shipped default (0, a connection per task)
+    persistent: str = ""  # "": shipped (a new connection per task); else a PERSISTENT key
     polls: int = 0
     failed: int = 0
     seconds: float = 0.0  # first tick to last fetch
@@ -302,17 +314,17 @@ def product_run(
     tick_limit: int,
     timeout: float,
     log,
-    conn_max_age: int | None = None,
+    persistent: str = "",
 ) -> ProductRun:
     """All bindings due; beat + worker until every one was polled once (see module doc)."""
-    name = f"c{concurrency}" + (f"-age{conn_max_age}" if conn_max_age else "")
+    name = f"c{concurrency}" + (f"-{persistent.replace('_', '-').lower()}" if persistent else "")
     stats = env.work / f"{name}-stats"
     shutil.rmtree(stats, ignore_errors=True)
     stats.mkdir()
     reset(env)
-    run = ProductRun(concurrency, env.bindings, tick_seconds, tick_limit, conn_max_age)
+    run = ProductRun(concurrency, env.bindings, tick_seconds, tick_limit, persistent)
     tick = _tick_env(tick_seconds, tick_limit)
-    worker = start_worker(env, concurrency, stats, name, tick, conn_max_age)
+    worker = start_worker(env, concurrency, stats, name, tick, persistent)
     beat = None
     try:
         with psycopg.connect(env.url, autocommit=True) as conn:

@@ -49,13 +49,16 @@ def _verdict(ok: bool | None) -> str:
 
 def _best_product(results: dict) -> dict | None:
     """The fastest run with the shipped configuration (a new connection per task)."""
-    runs = [r for r in results.get("poll", {}).get("product", []) if not r.get("conn_max_age")]
+    runs = [r for r in results.get("poll", {}).get("product", []) if not r.get("persistent")]
     return max(runs, key=lambda r: r["steady_polls_per_s"], default=None)
 
 
 def _label(run: dict) -> str:
-    age = run.get("conn_max_age")
-    return f"{run['concurrency']}" + (f", CONN_MAX_AGE {age}" if age else "")
+    persistent = {
+        "CONN_MAX_AGE": ", CONN_MAX_AGE=600",
+        "CELERY_DB_REUSE_MAX": ", CONN_MAX_AGE=600 + CELERY_DB_REUSE_MAX=1000",
+    }
+    return f"{run['concurrency']}" + persistent.get(run.get("persistent", ""), "")
 
 
 def _drains(results: dict) -> list[dict]:
@@ -231,7 +234,7 @@ def _headline(results: dict) -> list[str]:
                 f"{run['steady_polls_per_s']:.1f}; {worker + postgres:.1f} ({worker:.1f} + "
                 f"{postgres:.1f})",
                 "42 at c=4 (8, 16 no faster); 32 (16 + 15)"
-                if run["concurrency"] == 4 and not run.get("conn_max_age")
+                if run["concurrency"] == 4 and not run.get("persistent")
                 else "",
             ]
         )
