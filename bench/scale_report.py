@@ -611,7 +611,9 @@ def _sim(results: dict, checks: list) -> list[str]:
             {
                 "label": f"lag stays under one interval ({m['model']})",
                 "ok": boxes is not None,
-                "text": f"with {boxes} boxes" if boxes else "no number of boxes does it",
+                "text": f"with {boxes} box{'es' if boxes != 1 else ''}"
+                if boxes
+                else "no number of boxes does it",
             }
         )
     return out
