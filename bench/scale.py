@@ -121,14 +121,14 @@ def run_claims(args, sizes: dict, redis: PrivateRedis) -> dict:
     }
     migrate(url, env)
     tiers = []
+    largest = max(rows for rows, _ in sizes["tiers"])
     try:
         for rows, due in sizes["tiers"]:
             log(f"claims: filling {rows:,} bindings, {due:,} due")
             made = scale_claim.fill(url, rows, due)
             pool = scale_claim.ClaimerPool(url, 4, env)
             try:
-                tiers.append(_claim_tier(url, pool, made, sizes, redis, last=rows == max(
-                    r for r, _ in sizes["tiers"])))  # fmt: skip
+                tiers.append(_claim_tier(url, pool, made, sizes, redis, last=rows == largest))
             finally:
                 pool.close()
     finally:

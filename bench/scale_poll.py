@@ -25,6 +25,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import pwd
 import shutil
 import signal
 import statistics
@@ -126,7 +127,8 @@ def prepare(env: PollEnv, bindings: int) -> None:
         )
     # A steady state: every Maildir exists (the first fetch of a binding makes and fsyncs
     # it once, which is not what a poll costs).
-    owner = (8, 8)
+    mail = pwd.getpwnam("mail")  # the product's default mail owner (accounts/mailbox.py)
+    owner = (mail.pw_uid, mail.pw_gid)
     root = env.work / "mailroot" / DOMAIN
     for i in range(1, bindings + 1):
         for sub in ("tmp", "new", "cur"):
@@ -460,8 +462,16 @@ def _age(conn: psycopg.Connection, moment) -> float:
 # --- the raw POP3 client floor ----------------------------------------------------------
 
 
-def raw_poll(env: PollEnv, mode: str, sessions: int, seconds: float, *, processes: int = 1,
-             port: int | None = None, ca: Path | None = None) -> dict:  # fmt: skip
+def raw_poll(
+    env: PollEnv,
+    mode: str,
+    sessions: int,
+    seconds: float,
+    *,
+    processes: int = 1,
+    port: int | None = None,
+    ca: Path | None = None,
+) -> dict:
     """`processes` client processes of `sessions` sessions each, polling for `seconds`."""
     argv = [sys.executable, "-m", "bench.scale_pop3", "poll", "--port", str(port or env.pop_port)]
     argv += ["--mode", mode, "--sessions", str(sessions), "--seconds", str(seconds)]
