@@ -1,0 +1,374 @@
+"""Scale benchmark (issue 13): claim floors, empty-mailbox polls, a simulated schedule.
+
+    .venv/bin/python bench/scale.py            # full: 100k and 1M bindings, c=4/8/16 (~15 min)
+    .venv/bin/python bench/scale.py --quick    # small sizes, under a minute (smoke test)
+
+As root, with the machine's PostgreSQL 15 (databases named wt_scale_*), redis-server and
+the postgresql-15 binaries (a private cluster for the poll measurement). In one run:
+
+1. claims (``scale_claim``): the single-statement floor vs the product's
+   ``bindings_claim_due`` on the product's tables, one claimer and 1/2/4 concurrent ones
+   (duplicates and short claims counted), and today's dispatcher (one beat tick);
+2. polls (``scale_poll``): the raw POP3 client floor against the empty-mailbox server, and
+   the product end to end (beat + prefork worker on Redis and PostgreSQL): polls/s, CPU,
+   statements, connections and memory per poll;
+3. the schedule (``scale_sim``): lag of the oldest due binding over time for 1,000,000
+   bindings on 5-minute intervals, with the measured rates and N boxes.
+
+Prints the report and writes ``bench/out/scale.md`` and ``bench/out/scale.json``. Exit
+code 0 when no row was ever claimed twice and every poll succeeded; the issue's targets
+are reported as PASS/FAIL, not in the exit code. See bench/README-scale.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+if str(REPO) not in sys.path:  # run as a script: make `bench` and `tests` importable
+    sys.path.insert(0, str(REPO))
+
+from bench import scale_claim, scale_poll, scale_report, scale_sim  # noqa: E402
+from bench.scale_servers import (  # noqa: E402
+    PrivatePostgres,
+    PrivateRedis,
+    database_drop,
+    database_recreate,
+    migrate,
+)
+from tests.servers.emptypop import EmptyPop  # noqa: E402
+
+OUT = REPO / "bench" / "out"
+CLAIM_URL = "postgres://postgres@127.0.0.1:5432/wt_scale_claim"
+INTERVAL = 300  # seconds: the product's default fetch interval (5 minutes)
+
+
+def log(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+def _sizes(args) -> dict:
+    if args.quick:
+        return {
+            "tiers": [(10_000, 500)],
+            "repeat": 3,
+            "drain_batch": 10,
+            "drain_repeat": 1,
+            "drain_s": 2.0,
+            "bindings": 150,
+            "concurrency": [4],
+            "grid": [("asyncio", 32, 1), ("threads", 16, 1)],
+            "tls": [],
+            "hold": [("asyncio", 200), ("threads", 100)],
+            "floor_seconds": 1.0,
+            "default_tick": (3, 50, 2),  # the default 500 per 30 s, scaled down 10x
+            "persistent": [],
+            "sqlite": (10_000, 500, 100),
+            "sqlite_repeat": 1,
+            "sim_seconds": 2 * 3600,
+        }
+    return {
+        "tiers": [(100_000, 1_000), (1_000_000, 10_000)],
+        "repeat": 5,
+        "drain_batch": 100,
+        "drain_repeat": 2,
+        "drain_s": 6.0,
+        "bindings": 2000,
+        "concurrency": [4, 8, 16],
+        "grid": [
+            ("asyncio", 1, 1),
+            ("asyncio", 8, 1),
+            ("asyncio", 32, 1),
+            ("asyncio", 128, 1),
+            ("threads", 8, 1),
+            ("threads", 32, 1),
+            ("asyncio", 32, 2),
+            ("threads", 16, 2),
+        ],
+        "tls": [("asyncio", 32, 1), ("threads", 16, 1)],
+        "hold": [("asyncio", 1000), ("threads", 300)],
+        "floor_seconds": 3.0,
+        "default_tick": (30, 500, 2),  # the shipped SCHEDULER_TICK_SECONDS, FETCH_TICK_LIMIT
+        "persistent": ["CONN_MAX_AGE", "CELERY_DB_REUSE_MAX"],
+        "sqlite": (100_000, 1_000, 500),
+        "sqlite_repeat": 3,
+        "sim_seconds": 24 * 3600,
+    }
+
+
+# --- 1. claims --------------------------------------------------------------------------
+
+
+def run_claims(args, sizes: dict, redis: PrivateRedis) -> dict:
+    url = args.claim_url
+    database_recreate(url)
+    env = {
+        "SECRET_KEY": "aamail-scale-bench-not-secret-" + "x" * 30,
+        "ISP_SECRET_KEYS": _fernet_key(),
+        "CELERY_BROKER_URL": redis.url,
+        "DEBUG": "false",
+    }
+    migrate(url, env)
+    tiers = []
+    largest = max(rows for rows, _ in sizes["tiers"])
+    try:
+        for rows, due in sizes["tiers"]:
+            log(f"claims: filling {rows:,} bindings, {due:,} due")
+            made = scale_claim.fill(url, rows, due)
+            pool = scale_claim.ClaimerPool(url, 4, env)
+            try:
+                tiers.append(_claim_tier(url, pool, made, sizes, redis, last=rows == largest))
+            finally:
+                pool.close()
+    finally:
+        if not args.keep_db:
+            database_drop(url)
+    rows, due, limit = sizes["sqlite"]
+    log(f"claims on SQLite: {rows:,} bindings, {due:,} due, limit {limit}")
+    argv = [sys.executable, "-m", "bench.scale_sqlite", "--rows", str(rows), "--due", str(due)]
+    argv += ["--limit", str(limit), "--repeat", str(sizes["sqlite_repeat"])]
+    done = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, check=True)
+    sqlite = json.loads(done.stdout.strip().splitlines()[-1])
+    return {"database": url.rpartition("/")[2], "tiers": tiers, "sqlite": sqlite}
+
+
+def _claim_tier(url, pool, made: dict, sizes: dict, redis: PrivateRedis, last: bool) -> dict:
+    due = made["due"]
+    limits = sorted({min(500, due // 2), due})
+    latency = scale_claim.measure_latency(
+        url, pool, limits, scale_claim.VARIANTS, sizes["repeat"], log
+    )
+    probe = pool.call(0, {"op": "latency", "variant": scale_claim.PRODUCT, "limit": limits[0]})
+    scale_claim.reset(url, ["mapping_binding"])
+    tier = {
+        **made,
+        "limits": limits,
+        "latency": [{**asdict(item), "median_ms": item.median_ms} for item in latency],
+        "product_sql": probe["sql"],
+    }
+    if not last:
+        return tier
+    drains = []
+    for rep in range(sizes["drain_repeat"]):
+        for variant in scale_claim.DRAIN_VARIANTS:
+            for claimers in (1, 2, 4):
+                drain = scale_claim.measure_drain(
+                    url, pool, variant, claimers, sizes["drain_batch"], due, sizes["drain_s"]
+                )
+                drains.append(
+                    {
+                        **asdict(drain),
+                        "repeat": rep,
+                        "claims_per_s": drain.claims_per_s,
+                        "rows_per_s": drain.rows_per_s,
+                    }
+                )
+        log(f"  drains: repeat {rep + 1}/{sizes['drain_repeat']} done")
+    tier["drains"] = drains
+    log(f"  dispatcher: one fetch_tick claiming and publishing {due:,}")
+    tier["tick"] = scale_claim.measure_tick(url, pool, due)
+    _redis_flush(redis)
+    return tier
+
+
+def _redis_flush(redis: PrivateRedis) -> None:
+    import redis as redis_client
+
+    redis_client.Redis.from_url(redis.url).flushdb()
+
+
+def _fernet_key() -> str:
+    from cryptography.fernet import Fernet
+
+    return Fernet.generate_key().decode()
+
+
+# --- 2. polls ---------------------------------------------------------------------------
+
+
+def run_polls(args, sizes: dict, redis: PrivateRedis, work: Path) -> dict:
+    from tests.servers.tlscerts import make_ca_and_cert
+
+    ca, cert, key = make_ca_and_cert(work)
+    with (
+        PrivatePostgres(like=args.claim_url) as pg,
+        EmptyPop(processes=2, tls_cert=cert, tls_key=key) as pop,
+    ):
+        url = pg.create_database("wt_scale_poll")
+        env = scale_poll.PollEnv(work, pg, redis, pop.port, pop.pids, url, _fernet_key())
+        log(f"polls: {sizes['bindings']:,} bindings on a private PostgreSQL (port {pg.port})")
+        scale_poll.prepare(env, sizes["bindings"])
+        grid = []
+        for mode, sessions, processes in sizes["grid"]:
+            grid.append(
+                scale_poll.raw_poll(
+                    env, mode, sessions, sizes["floor_seconds"], processes=processes
+                )
+            )
+        for mode, sessions, processes in sizes["tls"]:
+            grid.append(
+                scale_poll.raw_poll(
+                    env,
+                    mode,
+                    sessions,
+                    sizes["floor_seconds"],
+                    processes=processes,
+                    port=pop.tls_port,
+                    ca=ca,
+                )
+            )
+        floor = max((g for g in grid if not g["tls"]), key=lambda g: g["polls_per_s"])
+        log(f"  raw POP3 client floor: {floor['polls_per_s']:,.0f} polls/s")
+        hold = [scale_poll.raw_hold(env, mode, sessions) for mode, sessions in sizes["hold"]]
+        product = []
+        for concurrency in sizes["concurrency"]:
+            run = scale_poll.product_run(
+                env,
+                concurrency,
+                tick_seconds=1,
+                tick_limit=1000,
+                timeout=args.poll_timeout,
+                log=log,
+            )
+            product.append(asdict(run))
+        for persistent in sizes["persistent"]:
+            # Today's code with persistent connections: configuration only.
+            run = scale_poll.product_run(
+                env,
+                4,
+                tick_seconds=1,
+                tick_limit=1000,
+                timeout=args.poll_timeout,
+                log=log,
+                persistent=persistent,
+            )
+            product.append(asdict(run))
+        connection = scale_poll.connection_cost(env, 200)
+        tick_seconds, tick_limit, periods = sizes["default_tick"]
+        default_tick = scale_poll.default_tick_run(
+            env, tick_seconds=tick_seconds, tick_limit=tick_limit, periods=periods, log=log
+        )
+        pg_version = _pg_version(url)
+    return {
+        "bindings": sizes["bindings"],
+        "floor_grid": grid,
+        "floor": floor,
+        "hold": hold,
+        "product": product,
+        "default_tick": default_tick,
+        "connection_cost": connection,
+        "postgres_settings": pg.settings,
+        "postgres_version": pg_version,
+    }
+
+
+def _pg_version(url: str) -> str:
+    import psycopg
+
+    with psycopg.connect(url) as conn:
+        return conn.execute("SHOW server_version").fetchone()[0]
+
+
+# --- 3. schedule ------------------------------------------------------------------------
+
+
+def run_sim(results: dict, sizes: dict, bindings: int) -> dict:
+    """Models from this run's measurements; see scale_sim and README-scale.md."""
+    models = scale_report.sim_models(results)
+    started = time.perf_counter()
+    rows = scale_sim.table(models, bindings, INTERVAL, sizes["sim_seconds"])
+    return {
+        "bindings": bindings,
+        "interval_s": INTERVAL,
+        "virtual_seconds": sizes["sim_seconds"],
+        "wall_s": time.perf_counter() - started,
+        "models": rows,
+    }
+
+
+# --- main -------------------------------------------------------------------------------
+
+
+def _environment() -> dict:
+    versions = {"python": sys.version.split()[0]}
+    for module in ("django", "celery", "kombu", "psycopg", "redis"):
+        with contextlib.suppress(ImportError, AttributeError):
+            versions[module] = __import__(module).__version__
+    try:
+        line = subprocess.run(
+            ["redis-server", "--version"], capture_output=True, text=True, timeout=10
+        ).stdout
+        versions["redis-server"] = line.split("v=")[1].split()[0] if "v=" in line else line
+    except (OSError, subprocess.TimeoutExpired):
+        pass
+    return {"cpus": os.cpu_count(), "versions": versions}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="AAMail scale benchmark (bench/README-scale.md).")
+    parser.add_argument("--quick", action="store_true", help="small sizes, under a minute")
+    parser.add_argument("--phases", default="claim,poll,sim", help="any of claim, poll, sim")
+    parser.add_argument("--claim-url", default=CLAIM_URL, help="database for the claims")
+    parser.add_argument("--keep-db", action="store_true", help="keep wt_scale_claim afterwards")
+    parser.add_argument("--poll-timeout", type=float, default=600.0)
+    parser.add_argument("--sim-bindings", type=int, default=1_000_000)
+    parser.add_argument("--out", type=Path, default=OUT)
+    args = parser.parse_args(argv)
+    # SIGTERM ends the run through the finally blocks: servers stopped, database dropped.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(143))
+    phases = set(args.phases.split(","))
+    for reason in (PrivatePostgres.available(), PrivateRedis.available()):
+        if reason and phases & {"poll", "claim"}:
+            sys.exit(f"Cannot run: {reason}.")
+    sizes = _sizes(args)
+    started = time.perf_counter()
+    results: dict = {
+        "quick": args.quick,
+        "environment": _environment(),
+        "load_before": os.getloadavg(),
+        "sizes": {k: v for k, v in sizes.items()},
+    }
+    work = Path(tempfile.mkdtemp(prefix="wt_scale_"))
+    try:
+        timings = results["phase_s"] = {}
+        with PrivateRedis() as redis:
+            if "claim" in phases:
+                mark = time.perf_counter()
+                results["claim"] = run_claims(args, sizes, redis)
+                timings["claim"] = time.perf_counter() - mark
+            if "poll" in phases:
+                mark = time.perf_counter()
+                results["poll"] = run_polls(args, sizes, redis, work)
+                timings["poll"] = time.perf_counter() - mark
+        if "sim" in phases:
+            mark = time.perf_counter()
+            results["sim"] = run_sim(results, sizes, args.sim_bindings)
+            timings["sim"] = time.perf_counter() - mark
+        log("phases: " + ", ".join(f"{k} {v:.0f} s" for k, v in timings.items()))
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    results["load_after"] = os.getloadavg()
+    results["wall_s"] = time.perf_counter() - started
+    report, checks, ratios = scale_report.build(results)
+    results["checks"], results["ratios"] = checks, ratios
+    print(report, end="")
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "scale.md").write_text(report)
+    (args.out / "scale.json").write_text(json.dumps(results, indent=1, default=str))
+    log(f"written: {args.out / 'scale.md'}, {args.out / 'scale.json'}")
+    return 0 if scale_report.correct(results) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,549 @@
+"""Claim floors on PostgreSQL, and the product's claim measured against them (issue 13, 1).
+
+Tables (one ``wt_scale_claim`` database on the shared server, filled in SQL for speed):
+
+- the product's own tables (``manage.py migrate``): ``domains_domain`` (one per 20
+  accounts), ``accounts_account`` and ``mapping_binding`` (one binding per account), of which
+  ``due`` are due (``next_fetch_at`` spread over the last 5 minutes, most overdue first),
+  2 % of the rest disabled, the rest due in an hour or more;
+- ``scale_floor``: only the scheduling columns of ``mapping_binding`` (id, enabled,
+  next_fetch_at, lease_token, lease_expires_at), the same rows, a partial index on
+  ``next_fetch_at WHERE enabled`` and nothing else;
+- ``scale_due``: the due rows' original ``next_fetch_at``, to put them back after a claim.
+
+Claim variants (``VARIANTS``):
+
+- ``floor``: the single statement ``UPDATE … WHERE id IN (SELECT … ORDER BY next_fetch_at
+  LIMIT n FOR UPDATE SKIP LOCKED) RETURNING id`` on ``scale_floor``;
+- ``floor-sql-binding``: the same statement on ``mapping_binding`` (its five indexes and
+  the mailmap trigger's transition tables are what differ);
+- ``floor-sql-binding-notrigger``: the same with the mailmap UPDATE trigger disabled;
+- ``stage2-shape``: the statement stage 2 needs on ``mapping_binding``: ``UPDATE … FROM``
+  account and domain (not locked), ``RETURNING`` every column a fetch reads;
+- ``product``: ``mapping.scheduler.bindings_claim_due`` as the beat tick calls it.
+
+Two more, for the concurrent drains only, measure what the database carries per empty poll
+in stage 2: ``stage2-cycle`` claims with ``stage2-shape`` and then releases every row with
+its own status UPDATE (``RELEASE_SQL``, fenced by the lease token), as each finished poll
+would; ``stage2-cycle-async`` does the same with ``synchronous_commit = off`` for the
+releases (a crash of PostgreSQL may lose the last few hundred milliseconds of them: those
+bindings are polled again once their lease expires); ``stage2-cycle-batched`` releases a
+whole batch with one statement (``RELEASE_BATCH_SQL``).
+
+Each claimer is its own process (``python -m bench.scale_claim serve``, Django set up on
+the claim database), driven by JSON lines on stdin/stdout, so concurrent claimers are
+concurrent processes with their own connections, as workers on several boxes would be.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+
+import psycopg
+
+REPO = Path(__file__).resolve().parent.parent
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+PER_DOMAIN = 20  # accounts per domain: an office
+PERMUTE = 7919  # prime: (i * PERMUTE) % rows spreads the due rows over the whole table
+CLAIM_SECONDS = 600  # the product's FETCH_CLAIM_SECONDS default
+LEASE_SECONDS = 300  # the product's FETCH_LEASE_SECONDS default
+
+FLOOR = "floor"
+FLOOR_BINDING = "floor-sql-binding"
+FLOOR_BINDING_NOTRIGGER = "floor-sql-binding-notrigger"
+STAGE2 = "stage2-shape"
+CYCLE = "stage2-cycle"
+CYCLE_ASYNC = "stage2-cycle-async"
+CYCLE_BATCHED = "stage2-cycle-batched"
+CYCLES = (CYCLE, CYCLE_ASYNC, CYCLE_BATCHED)
+PRODUCT = "product"
+VARIANTS = [FLOOR, FLOOR_BINDING, FLOOR_BINDING_NOTRIGGER, STAGE2, PRODUCT]
+DRAIN_VARIANTS = [FLOOR, FLOOR_BINDING, STAGE2, CYCLE, CYCLE_ASYNC, CYCLE_BATCHED, PRODUCT]
+TABLE = {
+    FLOOR: "scale_floor",
+    FLOOR_BINDING: "mapping_binding",
+    FLOOR_BINDING_NOTRIGGER: "mapping_binding",
+    STAGE2: "mapping_binding",
+    CYCLE: "mapping_binding",
+    CYCLE_ASYNC: "mapping_binding",
+    CYCLE_BATCHED: "mapping_binding",
+    PRODUCT: "mapping_binding",
+}
+
+FLOOR_SQL = """
+UPDATE {table} SET next_fetch_at = %(until)s, lease_token = %(token)s,
+       lease_expires_at = %(lease_until)s
+WHERE id IN (
+    SELECT id FROM {table}
+    WHERE enabled AND next_fetch_at <= %(now)s
+      AND (lease_token IS NULL OR lease_expires_at < %(now)s)
+    ORDER BY next_fetch_at
+    LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED)
+RETURNING id
+"""
+
+# What stage 2's claim hands the fetch, so the fetch reads nothing else (issue 13, 3):
+# the binding's connection and policy columns, the account's and domain's names for the
+# Maildir path. The join is in UPDATE … FROM, outside the locking subquery: only binding
+# rows are locked.
+STAGE2_SQL = """
+UPDATE mapping_binding b SET next_fetch_at = %(until)s, lease_token = %(token)s,
+       lease_expires_at = %(lease_until)s
+FROM accounts_account a JOIN domains_domain d ON d.id = a.domain_id
+WHERE a.id = b.account_id AND b.id IN (
+    SELECT id FROM mapping_binding
+    WHERE enabled AND next_fetch_at <= %(now)s
+      AND (lease_token IS NULL OR lease_expires_at < %(now)s)
+    ORDER BY next_fetch_at
+    LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED)
+RETURNING b.id, b.host, b.port, b.security, b.username, b.password_encrypted,
+          b.leave_policy, b.delete_after_days, b.fetch_interval_minutes, b.state,
+          b.consecutive_failures, a.localpart, d.name
+"""
+
+
+# The happy path's one write after an empty poll: status, next time, lease released, fenced.
+RELEASE_SQL = """
+UPDATE mapping_binding SET state = 'ok', last_check_at = %(now)s, last_success_at = %(now)s,
+       last_error = '', consecutive_failures = 0, next_fetch_at = %(next)s,
+       lease_token = NULL, lease_expires_at = NULL
+WHERE id = %(id)s AND lease_token = %(token)s
+"""
+RELEASE_BATCH_SQL = """
+UPDATE mapping_binding b SET state = v.state, last_check_at = %(now)s,
+       last_success_at = %(now)s, last_error = '', consecutive_failures = 0,
+       next_fetch_at = %(next)s, lease_token = NULL, lease_expires_at = NULL
+FROM unnest(%(ids)s::bigint[], %(states)s::text[]) AS v(id, state)
+WHERE b.id = v.id AND b.lease_token = %(token)s
+"""
+
+
+# --- filling ---------------------------------------------------------------------------
+
+
+def fill(url: str, rows: int, due: int) -> dict:
+    """Fill the product tables and the floor table; return what was made."""
+    if rows % PERMUTE == 0 or due >= rows:
+        raise ValueError("rows must not be a multiple of 7919 and due < rows")
+    started = time.perf_counter()
+    domains = -(-rows // PER_DOMAIN)
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(
+            "TRUNCATE domains_domain, accounts_account, mapping_binding, mapping_fetchrun,"
+            " mapping_seenuidl RESTART IDENTITY CASCADE"
+        )
+        conn.execute("DROP TABLE IF EXISTS scale_floor, scale_due")
+        conn.execute(
+            """
+            INSERT INTO domains_domain (name, domain_type, pop3_host, pop3_port, pop3_security,
+                smtp_host, smtp_port, smtp_security, is_active, created_at, updated_at)
+            SELECT 'office' || d || '.scale.example', 'map', 'pop.isp.example', 995, 'ssl',
+                'smtp.isp.example', 587, 'starttls', true, now(), now()
+            FROM generate_series(1, %(domains)s) d
+            """,
+            {"domains": domains},
+        )
+        conn.execute(
+            """
+            INSERT INTO accounts_account (localpart, display_name, kind, password, quota_mb,
+                is_active, created_at, updated_at, domain_id)
+            SELECT 'user' || i, '', 'normal', '!', 0, true, now(), now(),
+                1 + (i - 1) / %(per)s
+            FROM generate_series(1, %(rows)s) i
+            """,
+            {"rows": rows, "per": PER_DOMAIN},
+        )
+        # A Fernet token of a short password is about this long; claims never decrypt it.
+        conn.execute(
+            """
+            INSERT INTO mapping_binding (host, port, security, username, password_encrypted,
+                leave_policy, delete_after_days, fetch_interval_minutes, enabled, smtp_host,
+                smtp_port, smtp_security, smtp_username, smtp_password_encrypted,
+                is_outgoing_relay, state, last_check_at, last_success_at, last_error,
+                last_error_at, consecutive_failures, next_fetch_at, messages_fetched,
+                bytes_fetched, lease_token, lease_expires_at, created_at, updated_at,
+                account_id)
+            SELECT 'pop.isp.example', 995, 'ssl', 'user' || i, 'gAAAAA' || repeat('x', 114),
+                'keep', NULL, 5, NOT (r >= %(due)s AND r %% 50 = 0), '', 587, 'starttls', '',
+                '', false, 'ok', now() - interval '5 minutes', now() - interval '5 minutes',
+                '', NULL, 0,
+                CASE WHEN r < %(due)s
+                     THEN now() - interval '1 second' * (300.0 * (%(due)s - r) / %(due)s)
+                     ELSE now() + interval '1 hour'
+                          + interval '1 second' * (300.0 * (r - %(due)s) / %(rest)s)
+                END,
+                0, 0, NULL, NULL, now(), now(), i
+            FROM (SELECT i, (i::bigint * %(permute)s) %% %(rows)s AS r
+                  FROM generate_series(1, %(rows)s) i) s
+            """,
+            {"rows": rows, "due": due, "rest": rows - due, "permute": PERMUTE},
+        )
+        conn.execute(
+            "CREATE TABLE scale_due AS SELECT id, next_fetch_at FROM mapping_binding"
+            " WHERE enabled AND next_fetch_at <= now()"
+        )
+        conn.execute("ALTER TABLE scale_due ADD PRIMARY KEY (id)")
+        conn.execute(
+            """
+            CREATE TABLE scale_floor (id bigint PRIMARY KEY, enabled boolean NOT NULL,
+                next_fetch_at timestamptz, lease_token uuid, lease_expires_at timestamptz)
+            """
+        )
+        conn.execute(
+            "INSERT INTO scale_floor SELECT id, enabled, next_fetch_at, NULL, NULL"
+            " FROM mapping_binding"
+        )
+        conn.execute("CREATE INDEX scale_floor_due ON scale_floor (next_fetch_at) WHERE enabled")
+        conn.execute("VACUUM ANALYZE")
+        made = conn.execute("SELECT count(*) FROM scale_due").fetchone()[0]
+    return {"rows": rows, "due": made, "domains": domains, "fill_s": time.perf_counter() - started}
+
+
+def reset(url: str, tables: list[str]) -> None:
+    """Put every due row back (time and lease), then VACUUM so repeats start alike."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        for table in tables:
+            conn.execute(
+                f"""
+                UPDATE {table} t SET next_fetch_at = s.next_fetch_at, lease_token = NULL,
+                    lease_expires_at = NULL
+                FROM scale_due s
+                WHERE t.id = s.id AND (t.next_fetch_at IS DISTINCT FROM s.next_fetch_at
+                                       OR t.lease_token IS NOT NULL)
+                """
+            )
+            conn.execute(f"VACUUM {table}")
+
+
+def set_trigger(url: str, enabled: bool) -> None:
+    state = "ENABLE" if enabled else "DISABLE"
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(f"ALTER TABLE mapping_binding {state} TRIGGER mailmap_changed_binding_update")
+
+
+# --- the claimer process ---------------------------------------------------------------
+
+
+class _Claimer:
+    """Runs in ``serve``: one connection, claims of any variant on demand."""
+
+    def __init__(self, url: str) -> None:
+        self.conn = psycopg.connect(url, autocommit=True)
+        self.async_conn = psycopg.connect(url, autocommit=True, options="-c synchronous_commit=off")
+        self.statements = 0
+        self.sql: list[str] = []
+
+    def claim(self, variant: str, limit: int) -> tuple[list[int], float, int]:
+        """One claim; returns (ids, seconds, statements sent by the client)."""
+        from django.utils import timezone
+
+        if variant == PRODUCT:
+            from mapping import scheduler
+
+            self.statements, self.sql = 0, []
+            start = time.perf_counter()
+            ids = scheduler.bindings_claim_due(timezone.now(), limit)
+            return list(ids), time.perf_counter() - start, self.statements
+        now = timezone.now()
+        params = {
+            "now": now,
+            "until": now + timedelta(seconds=CLAIM_SECONDS),
+            "lease_until": now + timedelta(seconds=LEASE_SECONDS),
+            "token": uuid.uuid4(),
+            "limit": limit,
+        }
+        stage2 = variant in (STAGE2, *CYCLES)
+        sql = STAGE2_SQL if stage2 else FLOOR_SQL.format(table=TABLE[variant])
+        start = time.perf_counter()
+        # prepare=False: sent the way Django sends it (no server-side prepared statement).
+        ids = [row[0] for row in self.conn.execute(sql, params, prepare=False).fetchall()]
+        statements = 1
+        if variant in CYCLES and ids:
+            statements += self._release(variant, ids, params["token"])
+        return ids, time.perf_counter() - start, statements
+
+    def _release(self, variant: str, ids: list[int], token: uuid.UUID) -> int:
+        from django.utils import timezone
+
+        now = timezone.now()
+        values = {"now": now, "next": now + timedelta(minutes=5), "token": token}
+        if variant == CYCLE_BATCHED:
+            batch = {**values, "ids": ids, "states": ["ok"] * len(ids)}
+            released = self.conn.execute(RELEASE_BATCH_SQL, batch, prepare=False).rowcount
+            statements = 1
+        else:
+            conn = self.async_conn if variant == CYCLE_ASYNC else self.conn
+            released = sum(
+                conn.execute(RELEASE_SQL, {**values, "id": i}, prepare=False).rowcount for i in ids
+            )
+            statements = len(ids)
+        if released != len(ids):  # the fence: only our own leases are released
+            raise RuntimeError(f"released {released} of {len(ids)} claimed rows")
+        return statements
+
+    def count(self, execute, sql, params, many, context):
+        self.statements += 1
+        self.sql.append(sql)
+        return execute(sql, params, many, context)
+
+
+def serve(url: str) -> None:
+    """Answer JSON commands on stdin, one per line, until EOF."""
+    import django
+
+    os.environ["DATABASE_URL"] = url
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "aamail.settings")
+    django.setup()
+    from django.db import connection
+
+    claimer = _Claimer(url)
+    connection.ensure_connection()
+    connection.execute_wrappers.append(claimer.count)
+    print(json.dumps({"ready": os.getpid()}), flush=True)
+    for line in sys.stdin:
+        command = json.loads(line)
+        if command["op"] == "latency":
+            ids, seconds, statements = claimer.claim(command["variant"], command["limit"])
+            result = {"ids": ids, "seconds": seconds, "statements": statements}
+            result["sql"] = claimer.sql if command["variant"] == PRODUCT else []
+        elif command["op"] == "drain":
+            claims, timed_out = _drain(claimer, command)
+            result = {"claims": claims, "timed_out": timed_out}
+        elif command["op"] == "tick":
+            result = _tick(command["limit"])
+        else:
+            result = {"error": f"unknown op {command['op']}"}
+        print(json.dumps(result), flush=True)
+
+
+def _drain(claimer: _Claimer, command: dict) -> tuple[list[list], bool]:
+    """Claim batches until one comes back empty or time is up; ([start, end, ids] per
+    claim, whether time ran out first)."""
+    while time.monotonic() < command["start_at"]:  # CLOCK_MONOTONIC: one clock per machine
+        time.sleep(0.001)
+    until = command["start_at"] + command["max_seconds"]
+    claims = []
+    while True:
+        start = time.monotonic()
+        ids, _, _ = claimer.claim(command["variant"], command["batch"])
+        claims.append([start, time.monotonic(), ids])
+        if not ids:
+            return claims, False
+        if time.monotonic() > until:
+            return claims, True
+
+
+def _tick(limit: int) -> dict:
+    """The beat tick as it runs today: claim, then publish one Celery task per binding."""
+    from django.conf import settings
+
+    from mapping import scheduler, tasks
+
+    settings.FETCH_TICK_LIMIT = limit
+    claim = scheduler.bindings_claim_due
+    spent = {"claim": 0.0}
+
+    def timed(now, limit=500):
+        start = time.perf_counter()
+        try:
+            return claim(now, limit)
+        finally:
+            spent["claim"] += time.perf_counter() - start
+
+    scheduler.bindings_claim_due = timed
+    try:
+        start = time.perf_counter()
+        count = tasks.fetch_tick()
+        seconds = time.perf_counter() - start
+    finally:
+        scheduler.bindings_claim_due = claim
+    return {"bindings": count, "seconds": seconds, "claim_s": spent["claim"]}
+
+
+class ClaimerPool:
+    """`n` claimer processes on the claim database."""
+
+    def __init__(self, url: str, n: int, env: dict[str, str]) -> None:
+        full = {**os.environ, **env, "DATABASE_URL": url, "PYTHONPATH": str(REPO)}
+        self.procs = [
+            subprocess.Popen(
+                [sys.executable, "-m", "bench.scale_claim", "serve", url],
+                cwd=REPO,
+                env=full,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                text=True,
+            )
+            for _ in range(n)
+        ]
+        for proc in self.procs:
+            line = proc.stdout.readline()
+            if not line:
+                raise RuntimeError("a claimer process did not start (see its stderr above)")
+
+    def ask(self, index: int, command: dict) -> None:
+        proc = self.procs[index]
+        proc.stdin.write(json.dumps(command) + "\n")
+        proc.stdin.flush()
+
+    def answer(self, index: int) -> dict:
+        line = self.procs[index].stdout.readline()
+        if not line:
+            raise RuntimeError("a claimer process died (see its stderr above)")
+        return json.loads(line)
+
+    def call(self, index: int, command: dict) -> dict:
+        self.ask(index, command)
+        return self.answer(index)
+
+    def close(self) -> None:
+        for proc in self.procs:
+            proc.stdin.close()
+        for proc in self.procs:
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+# --- measurements ----------------------------------------------------------------------
+
+
+@dataclass
+class Latency:
+    variant: str
+    limit: int
+    seconds: list[float] = field(default_factory=list)
+    statements: int = 0
+    short: int = 0  # claims that returned fewer rows than were due and asked for
+
+    @property
+    def median_ms(self) -> float:
+        return statistics.median(self.seconds) * 1000
+
+
+def measure_latency(
+    url: str, pool: ClaimerPool, limits: list[int], variants: list[str], repeat: int, log
+) -> list[Latency]:
+    """One claimer, one claim per repeat and variant (rotated), from a reset table."""
+    results = {(v, n): Latency(v, n) for v in variants for n in limits}
+    for rep in range(repeat):
+        for limit in limits:
+            order = variants[rep % len(variants) :] + variants[: rep % len(variants)]
+            for variant in order:
+                reset(url, [TABLE[variant]])
+                set_trigger(url, variant != FLOOR_BINDING_NOTRIGGER)
+                try:
+                    got = pool.call(0, {"op": "latency", "variant": variant, "limit": limit})
+                finally:
+                    set_trigger(url, True)
+                item = results[variant, limit]
+                item.seconds.append(got["seconds"])
+                item.statements = got["statements"]
+                item.short += len(got["ids"]) < limit
+        log(f"  claim latency: repeat {rep + 1}/{repeat} done")
+    reset(url, sorted(set(TABLE.values())))
+    return list(results.values())
+
+
+@dataclass
+class Drain:
+    variant: str
+    claimers: int
+    batch: int
+    due: int
+    claims: int = 0  # claims that returned rows
+    rows: int = 0
+    seconds: float = 0.0
+    duplicates: int = 0
+    short: int = 0  # claims that came back short while rows were still due
+    missed: int = 0  # due rows nobody claimed (0 when the drain was stopped by time)
+    timed_out: bool = False  # stopped after max_seconds with rows still due
+
+    @property
+    def claims_per_s(self) -> float:
+        return self.claims / self.seconds if self.seconds else 0.0
+
+    @property
+    def rows_per_s(self) -> float:
+        return self.rows / self.seconds if self.seconds else 0.0
+
+
+def measure_drain(
+    url: str,
+    pool: ClaimerPool,
+    variant: str,
+    claimers: int,
+    batch: int,
+    due: int,
+    max_seconds: float,
+) -> Drain:
+    """`claimers` processes claim batches of a reset table at once until none is due (or
+    `max_seconds` passed: the cycle variants release row by row and are slow)."""
+    reset(url, [TABLE[variant]])
+    start_at = time.monotonic() + 0.3
+    command = {"op": "drain", "variant": variant, "batch": batch, "start_at": start_at}
+    command["max_seconds"] = max_seconds
+    for index in range(claimers):
+        pool.ask(index, command)
+    answers = [pool.answer(index) for index in range(claimers)]
+    claims = [tuple(c) for answer in answers for c in answer["claims"]]
+    timed_out = any(answer["timed_out"] for answer in answers)
+    return judge_drain(variant, claimers, batch, due, claims, timed_out)
+
+
+def judge_drain(
+    variant: str, claimers: int, batch: int, due: int, claims: list, timed_out: bool = False
+) -> Drain:
+    """Count rows, duplicates and short claims of a drain's (start, end, ids) claims.
+
+    A claim is short when it returned fewer than `batch` rows although a claim that
+    started after it ended still found rows: those rows were due, unlocked and unclaimed
+    while it ran.
+    """
+    result = Drain(variant, claimers, batch, due, timed_out=timed_out)
+    useful = [c for c in claims if c[2]]
+    if not useful:
+        return result
+    seen: set[int] = set()
+    for _, _, ids in useful:
+        result.duplicates += sum(1 for i in ids if i in seen)
+        seen.update(ids)
+    result.claims, result.rows = len(useful), sum(len(ids) for _, _, ids in useful)
+    result.missed = 0 if timed_out else max(0, due - len(seen))
+    result.seconds = max(c[1] for c in useful) - min(c[0] for c in claims)
+    last_useful_start = max(c[0] for c in useful)
+    result.short = sum(1 for c in claims if len(c[2]) < batch and c[1] < last_useful_start)
+    return result
+
+
+def measure_tick(url: str, pool: ClaimerPool, limit: int) -> dict:
+    """Today's dispatcher: one fetch_tick claiming `limit` bindings and publishing each."""
+    reset(url, ["mapping_binding"])
+    got = pool.call(0, {"op": "tick", "limit": limit})
+    reset(url, ["mapping_binding"])
+    publish = got["seconds"] - got["claim_s"]
+    got["publish_ms_each"] = 1000 * publish / got["bindings"] if got["bindings"] else 0.0
+    got["bindings_per_s"] = got["bindings"] / got["seconds"] if got["seconds"] else 0.0
+    return got
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 3 and sys.argv[1] == "serve":
+        serve(sys.argv[2])
+    else:
+        sys.exit("usage: python -m bench.scale_claim serve DATABASE_URL")
