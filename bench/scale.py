@@ -198,7 +198,7 @@ def _fernet_key() -> str:
 
 
 def run_polls(args, sizes: dict, redis: PrivateRedis, work: Path) -> dict:
-    from tests.servers.tlscerts import make_ca_and_cert
+    from devserver.certs import make_ca_and_cert
 
     ca, cert, key = make_ca_and_cert(work)
     with (

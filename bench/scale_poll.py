@@ -76,6 +76,7 @@ class PollEnv:
             MAIL_ROOT=str(self.work / "mailroot"),
             SECRET_KEY="aamail-scale-bench-not-secret-" + "x" * 30,
             ISP_SECRET_KEYS=self.fernet_key,
+            ISP_ALLOW_PRIVATE_ADDRESSES="true",  # the empty-mailbox servers are on loopback
             DEBUG="false",
             PYTHONPATH=str(REPO),
         )

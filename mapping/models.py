@@ -95,10 +95,12 @@ class Binding(models.Model):
     # and who holds it ("host|pid|process start|since", mapping.lease.Holder).
     lease_token = models.UUIDField(null=True, blank=True, editable=False)
     lease_expires_at = models.DateTimeField(null=True, blank=True, editable=False)
-    lease_holder = models.CharField(max_length=300, blank=True, editable=False)
+    lease_holder = models.CharField(
+        max_length=300, blank=True, editable=False, default="", db_default=""
+    )
     # A pipelined batch of this server's replies could not be trusted: RETR one message at
     # a time until a session goes clean (mapping.fetch).
-    retr_one_at_a_time = models.BooleanField(default=False, editable=False)
+    retr_one_at_a_time = models.BooleanField(default=False, db_default=False, editable=False)
 
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)

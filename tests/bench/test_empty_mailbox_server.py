@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from devserver.certs import make_ca_and_cert
 from mapping.pop3 import Client, Pop3AuthError, Security
 from tests.servers.emptypop import EmptyPop
-from tests.servers.tlscerts import make_ca_and_cert
 
 
 def test_it_serves_an_empty_mailbox_to_the_product_client():
