@@ -354,3 +354,8 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
 }
+
+# --- Operations: outgoing mail visible, alerts, audit log (issue 12) ----------------------
+# How often `manage.py relaywatch` (and the relay watch inside `mailserver`) reads Postfix's
+# queue and bounce notices (mailservice/relaywatch.py).
+RELAY_WATCH_SECONDS = env.int("RELAY_WATCH_SECONDS", default=60)
