@@ -52,6 +52,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "formtools",
     "django_htmx",
+    "audit",  # issue 12: the audit log, below every app (each records into it)
     "domains",
     "accounts",
     "mapping",
@@ -359,3 +360,9 @@ LOGGING = {
 # How often `manage.py relaywatch` (and the relay watch inside `mailserver`) reads Postfix's
 # queue and bounce notices (mailservice/relaywatch.py).
 RELAY_WATCH_SECONDS = env.int("RELAY_WATCH_SECONDS", default=60)
+# Audit log events older than this are deleted by a daily beat task (audit.tasks).
+AUDIT_RETENTION_DAYS = env.int("AUDIT_RETENTION_DAYS", default=365)
+CELERY_BEAT_SCHEDULE["audit-prune"] = {"task": "audit.tasks.audit_prune", "schedule": 86400}
+# Every time on a page is shown in TIME_ZONE with the zone named ("2026-11-25 14:03 CET"):
+# aamail/formats/ replaces the locale's formats, which carry no zone.
+FORMAT_MODULE_PATH = ["aamail.formats"]

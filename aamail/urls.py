@@ -11,4 +11,5 @@ urlpatterns = [
     path("", include("accounts.urls")),
     path("domains/", include("domains.urls")),
     path("", include("mapping.urls")),
+    path("audit/", include("audit.urls")),
 ]

@@ -26,7 +26,8 @@ from django.views.generic import CreateView, DeleteView, ListView, UpdateView
 
 from accounts import throttle
 from accounts.access import ConsoleMixin, get_account_for, get_domain_for, may_use_console
-from accounts.wizard import MAP, sealed_secret
+from accounts.wizard import MAP, detect_noted, sealed_secret
+from audit import services as audit
 
 from . import detect, selectors, services, tasks
 from .forms import POP3_ENDPOINT, SMTP_ENDPOINT, BindingForm, MapConnectionForm, endpoint_moved
@@ -89,6 +90,7 @@ class BindingCreateView(Pop3TabMixin, CreateView):
 
     def form_valid(self, form):
         self.object = services.binding_save(form=form)
+        audit.record(self.request, "binding.created", self.object)
         messages.success(self.request, f"Remote POP3 account {self.object.username} added.")
         return redirect(self.tab_url())
 
@@ -104,6 +106,8 @@ class BindingUpdateView(BindingObjectMixin, UpdateView):
 
     def form_valid(self, form):
         self.object = services.binding_save(form=form)
+        if form.has_changed():
+            audit.record(self.request, "binding.changed", self.object, fields=form)
         messages.success(self.request, f"Remote POP3 account {self.object.username} saved.")
         return redirect(self.tab_url())
 
@@ -114,6 +118,7 @@ class BindingDeleteView(BindingObjectMixin, DeleteView):
 
     def form_valid(self, form):
         username = self.object.username
+        audit.record(self.request, "binding.deleted", self.object)
         self.object.delete()
         messages.success(
             self.request,
@@ -162,6 +167,7 @@ def binding_fetch_now(request: HttpRequest, account_id: int, pk: int) -> HttpRes
     if not binding.fetch_running:  # else the running fetch is already doing the job
         queued_at = timezone.now()
         transaction.on_commit(lambda: tasks.binding_fetch.delay(binding.pk, trigger="manual"))
+        audit.record(request, "fetch.now", binding)
     if not request.htmx:
         messages.success(request, f"A fetch of {binding.username} was queued.")
         return redirect("binding-list", binding.account_id)
@@ -213,7 +219,8 @@ def wizard_detect(request: HttpRequest, domain_id: int) -> HttpResponse:
         return sealed_secret(request, domain_id, MAP, name, endpoint=cleaned)
 
     relay = bool(request.POST.get(f"{MAP}-is_outgoing_relay"))
-    return _run(request, form, held, relay=relay)
+    # The wizard's Finish step warns when Detect was not run on these settings, or failed.
+    return _run(request, form, held, relay=relay, noted=lambda r: detect_noted(request, form, r))
 
 
 @sensitive_post_parameters(*_PASSWORDS)
@@ -263,7 +270,9 @@ def _require_console(request: HttpRequest) -> None:
 
 
 @sensitive_variables()
-def _run(request: HttpRequest, form: MapConnectionForm, held, *, relay: bool) -> HttpResponse:
+def _run(
+    request: HttpRequest, form: MapConnectionForm, held, *, relay: bool, noted=None
+) -> HttpResponse:
     """Run Detect on the form's settings: POP3 always, SMTP when it carries outgoing mail."""
     if not form.is_valid():
         errors = []
@@ -306,6 +315,10 @@ def _run(request: HttpRequest, form: MapConnectionForm, held, *, relay: bool) ->
         if not got_place:
             return _fragment(request, errors=[throttle.DETECT_BUSY], status=503)
         report = detect.detect(pop3=pop3, smtp=smtp)
+    where = f"{data['username']} on {data['host']}:{data['port']}"
+    audit.record(request, "detect.run", form.domain, detail=f"{where}: {report.verdict}")
+    if noted is not None:
+        noted(report)
     return _fragment(request, report=report)
 
 

@@ -80,9 +80,7 @@ def test_it_counts_a_message_the_isp_returns_to_the_sender(
     assert "554 5.1.1" in status.last_error
 
 
-def test_it_leaves_the_relays_of_other_accounts_alone(
-    office, fake_isp, office_people, tls_context
-):
+def test_it_leaves_the_relays_of_other_accounts_alone(office, fake_isp, office_people, tls_context):
     support_binding = office_people["support_binding"]
     support_binding.set_isp_password("not the ISP password")
     support_binding.save()

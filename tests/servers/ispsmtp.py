@@ -95,12 +95,13 @@ smtpd_sasl_authenticated_header = yes
 # make the office bounce a relayed message (issue 12: bounces are counted per sender).
 _REFUSED = "/^refused@/ REJECT 5.1.1 This mailbox does not exist at the ISP\n"
 
-_SMTPD_OPTS = """\
-  -o smtpd_sasl_auth_enable=yes
-  -o smtpd_client_restrictions=permit_sasl_authenticated,reject
-  -o smtpd_relay_restrictions=permit_sasl_authenticated,reject
-  -o smtpd_recipient_restrictions=check_recipient_access,regexp:{base}/refused,permit_sasl_authenticated,reject
-"""
+_SMTPD_OPTS = (
+    "  -o smtpd_sasl_auth_enable=yes\n"
+    "  -o smtpd_client_restrictions=permit_sasl_authenticated,reject\n"
+    "  -o smtpd_relay_restrictions=permit_sasl_authenticated,reject\n"
+    "  -o smtpd_recipient_restrictions=check_recipient_access,regexp:{base}/refused,"
+    "permit_sasl_authenticated,reject\n"
+)
 
 _MASTER_CF = (
     """\
