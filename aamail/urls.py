@@ -1,4 +1,7 @@
 from django.contrib import admin
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect
+from django.templatetags.static import static
 from django.urls import include, path
 
 from accounts.login import ThrottledAdminAuthenticationForm
@@ -6,7 +9,14 @@ from accounts.login import ThrottledAdminAuthenticationForm
 # /admin/login/ checks passwords too: on the same throttle as the console's login.
 admin.site.login_form = ThrottledAdminAuthenticationForm
 
+
+def favicon(request: HttpRequest) -> HttpResponse:
+    """/favicon.ico, asked by browsers on pages without the link (the admin's, files)."""
+    return redirect(static("favicon.svg"), permanent=True)
+
+
 urlpatterns = [
+    path("favicon.ico", favicon),
     path("admin/", admin.site.urls),
     path("", include("accounts.urls")),
     path("domains/", include("domains.urls")),
