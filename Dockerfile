@@ -5,6 +5,7 @@ WORKDIR /app
 COPY pyproject.toml ./
 COPY aamail ./aamail
 COPY audit ./audit
+COPY alerts ./alerts
 COPY domains ./domains
 COPY accounts ./accounts
 COPY mapping ./mapping

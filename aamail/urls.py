@@ -20,6 +20,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("", include("accounts.urls")),
     path("domains/", include("domains.urls")),
+    path("domains/", include("alerts.urls")),
     path("", include("mapping.urls")),
     path("audit/", include("audit.urls")),
 ]
