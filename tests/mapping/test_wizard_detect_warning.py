@@ -67,7 +67,7 @@ def test_it_does_not_warn_once_detect_passed_on_these_settings(admin_client, dom
     assert "POP3 works" in _detect(admin_client, domain, fields)
     page = _finish_page(admin_client, domain, fields)
     assert 'id="detect-warning"' not in page
-    assert "Detect passed with these Map settings." in page
+    assert "Detect succeeded with these Map settings." in page
 
 
 def test_it_warns_again_when_the_settings_changed_after_detect(admin_client, domain, isp):
