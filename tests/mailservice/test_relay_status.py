@@ -7,12 +7,17 @@ relay watch reads the office's queue (postqueue -j) and its bounce notices.
 
 from __future__ import annotations
 
+import io
 import time
 
 import pytest
+from django.core import mail
+from django.core.management import CommandError, call_command
 
+from alerts import tasks as alerts_tasks
 from mailservice.models import RelayState, RelayStatus
 from mailservice.relaywatch import relay_watch_once
+from tests import factories
 
 from .conftest import SUPPORT_LOCAL, message, smtp_auth, smtp_submit
 
@@ -94,3 +99,46 @@ def test_it_leaves_the_relays_of_other_accounts_alone(office, fake_isp, office_p
     support_binding.save()
     office.flush_queue()
     _watch_until(office, support_binding, lambda s: s.state == RelayState.OK)
+
+
+def test_the_command_does_one_pass_and_says_what_it_saw(office, office_people, mail_settings):
+    out = io.StringIO()
+    call_command(
+        "relaywatch", "--once", "--postfix-dir", str(office.config.postfix_dir), stdout=out
+    )
+    assert out.getvalue().strip().endswith("returned to their senders.")
+
+
+def test_the_command_says_in_words_when_it_cannot_read_the_queue(tmp_path, db):
+    (tmp_path / "main.cf").write_text(f"queue_directory = {tmp_path}/nowhere\n")
+    with pytest.raises(CommandError, match=r"postqueue -c .* -j failed: "):
+        call_command("relaywatch", "--once", "--postfix-dir", str(tmp_path))
+
+
+def test_a_refused_relay_login_is_alerted_like_a_fetch_failure(
+    office, fake_isp, office_people, tls_context
+):
+    domain = office_people["domain"]
+    domain.alert_after_minutes = 0  # tell at once: the test does not wait half an hour
+    domain.save()
+    factories.AdminAccountFactory(domain=domain, localpart="boss")
+    binding = office_people["support_binding"]
+    login, right_password = office_people["support_isp"]
+    binding.set_isp_password("not the ISP password")
+    binding.save()
+    support = office_people["support"].address
+    _send(office, tls_context, support, "partner@outside.test", "alerted relay")
+    _watch_until(office, binding, lambda s: s.state == RelayState.FAILING)
+
+    alerts_tasks.alerts_scan()
+    [message] = mail.outbox
+    assert message.to == [f"boss@{domain.name}"]
+    assert f"outgoing relay {login} on localhost:" in message.body
+    assert f"The ISP refused the relay login of {login} (535 5.7.8" in message.body
+
+    binding.set_isp_password(right_password)
+    binding.save()
+    office.flush_queue()
+    _watch_until(office, binding, lambda s: s.state == RelayState.OK)
+    alerts_tasks.alerts_scan()
+    assert "1 recovered" in mail.outbox[1].subject
