@@ -247,6 +247,7 @@ ISP_ALLOWED_TARGETS = env.list(
 )
 DETECT_DEADLINE_SECONDS = env.float("DETECT_DEADLINE_SECONDS", default=20.0)
 DETECT_RATE_LIMIT = env.str("DETECT_RATE_LIMIT", default="10/60")  # runs per seconds, per user
+FETCH_NOW_RATE_LIMIT = env.str("FETCH_NOW_RATE_LIMIT", default="30/60")  # presses, per user
 # Detects in flight at once across every web process; more are answered "Detect is busy".
 # Each holds a web thread for up to DETECT_DEADLINE_SECONDS: keep it below the threads.
 DETECT_CONCURRENCY = env.int("DETECT_CONCURRENCY", default=3)
