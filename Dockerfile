@@ -8,6 +8,7 @@ COPY domains ./domains
 COPY accounts ./accounts
 COPY mapping ./mapping
 COPY mailservice ./mailservice
+COPY ops ./ops
 RUN pip install --no-cache-dir .
 COPY manage.py ./
 COPY templates ./templates
