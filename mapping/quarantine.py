@@ -91,7 +91,7 @@ def blame(
     if trouble is not None:
         culprit = next((n for n in order if n not in stored and n not in refused), None)
         if culprit is not None and culprit in keys:
-            reason = f"The download broke at this message: {trouble}"
+            reason = f"The download broke at this message. What the fetch saw: {trouble}"
             kept = read_whole.get(culprit)
             failures.append(Failure(keys[culprit], reason, sizes.get(culprit, 0), kept))
     return failures

@@ -30,6 +30,7 @@ class Bar:
 class Tick:
     x: float
     text: str
+    anchor: str  # SVG text-anchor: the first and last dates stay inside the picture
 
 
 @dataclass(frozen=True)
@@ -68,9 +69,14 @@ def bar_chart(
                 title=f"{day:%a %d %b}: {words(value)}",
             )
         )
+    last = len(points) - 1
     ticks = [
-        Tick(x=round(LEFT + i * slot + slot / 2, 1), text=f"{points[i][0]:%d %b}")
-        for i in sorted({0, len(points) // 2, len(points) - 1})
+        Tick(
+            x=round(LEFT + i * slot + (0 if i == 0 else slot if i == last else slot / 2), 1),
+            text=f"{points[i][0]:%d %b}",
+            anchor="start" if i == 0 else "end" if i == last else "middle",
+        )
+        for i in sorted({0, len(points) // 2, last})
         if points
     ]
     return BarChart(
