@@ -11,4 +11,5 @@ urlpatterns = [
     path("", include("accounts.urls")),
     path("domains/", include("domains.urls")),
     path("", include("mapping.urls")),
+    path("", include("ops.urls")),  # the Overview, set-aside messages, /metrics (issue 12)
 ]

@@ -59,6 +59,11 @@ class BindingListView(Pop3TabMixin, ListView):
     def get_queryset(self):
         return self.account.bindings.order_by("id")
 
+    def get_context_data(self, **kwargs):
+        # Issue 12: the set-aside (poison) messages of this account's bindings.
+        held = selectors.quarantine_held(account=self.account)
+        return super().get_context_data(held=held, **kwargs)
+
 
 class BindingObjectMixin(Pop3TabMixin):
     def get_object(self, queryset=None) -> Binding:
