@@ -10,6 +10,7 @@ COPY domains ./domains
 COPY accounts ./accounts
 COPY mapping ./mapping
 COPY mailservice ./mailservice
+COPY ops ./ops
 RUN pip install --no-cache-dir .
 COPY manage.py ./
 COPY templates ./templates
@@ -19,7 +20,7 @@ RUN SECRET_KEY=build ISP_SECRET_KEYS=ZmFrZS1rZXktZm9yLWNvbGxlY3RzdGF0aWMtb25seS0
 # Maildir files belong to the mail user Dovecot runs as (Debian's mail, 8:8): the worker runs
 # as that user (so it passes the worker's mail-owner check), and a new `maildirs` volume takes
 # this directory's owner. The mail-daemon harness (devserver/) is not needed here.
-RUN mkdir -p /var/mail/aamail && chown 8:8 /var/mail/aamail
+RUN mkdir -p /var/mail/aamail /var/lib/aamail/metrics && chown 8:8 /var/mail/aamail /var/lib/aamail/metrics
 USER 8:8
 
 # The office mail processes (mailmap, Dovecot, Postfix) on top of the app image.

@@ -29,7 +29,7 @@ _NOT_ATOMIC = {
 def check_limits(app_configs, **kwargs) -> list[checks.CheckMessage]:
     """The rate limits parse and the counts are positive."""
     errors: list[checks.CheckMessage] = []
-    for name in ("LOGIN_RATE_LIMIT", "DETECT_RATE_LIMIT"):
+    for name in ("LOGIN_RATE_LIMIT", "DETECT_RATE_LIMIT", "FETCH_NOW_RATE_LIMIT"):
         try:
             throttle.parse_rate(getattr(settings, name))
         except ValueError as exc:

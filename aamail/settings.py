@@ -58,6 +58,7 @@ INSTALLED_APPS = [
     "accounts",
     "mapping",
     "mailservice",
+    "ops",  # the Overview and /metrics (issue 12): reads every app, nothing reads it
     "alerts",  # issue 12: alerts read every app's state, so they sit on top
     "aamail",  # the project's own system checks (aamail/checks.py)
 ]
@@ -250,6 +251,7 @@ ISP_ALLOWED_TARGETS = env.list(
 )
 DETECT_DEADLINE_SECONDS = env.float("DETECT_DEADLINE_SECONDS", default=20.0)
 DETECT_RATE_LIMIT = env.str("DETECT_RATE_LIMIT", default="10/60")  # runs per seconds, per user
+FETCH_NOW_RATE_LIMIT = env.str("FETCH_NOW_RATE_LIMIT", default="30/60")  # presses, per user
 # Detects in flight at once across every web process; more are answered "Detect is busy".
 # Each holds a web thread for up to DETECT_DEADLINE_SECONDS: keep it below the threads.
 DETECT_CONCURRENCY = env.int("DETECT_CONCURRENCY", default=3)
@@ -341,6 +343,31 @@ OAUTH_GENERIC_SCOPES = env.list("OAUTH_GENERIC_SCOPES", default=[])
 OAUTH_GENERIC_MECHANISM = env.str("OAUTH_GENERIC_MECHANISM", default="OAUTHBEARER")
 OAUTH_HTTP_TIMEOUT = env.float("OAUTH_HTTP_TIMEOUT", default=10.0)  # per token request
 OAUTH_SIGN_IN_SECONDS = env.int("OAUTH_SIGN_IN_SECONDS", default=600)  # state/PKCE lifetime
+
+# --- Operations: Overview, poison-message quarantine, retention, metrics (issue 12) --------
+# A message whose RETR is refused, or whose download breaks at the same place, this many runs
+# in a row is set aside (mapping/quarantine.py): not retried every run, never deleted at
+# the ISP, listed with "retry", "download as .eml" and "forget".
+QUARANTINE_AFTER_FAILURES = env.int("QUARANTINE_AFTER_FAILURES", default=3)
+# The bytes of a message that was read but could not be delivered are kept (in the
+# database, readable through the console by that domain's administrators) up to this size.
+QUARANTINE_KEEP_BYTES = env.int("QUARANTINE_KEEP_BYTES", default=MAIL_MESSAGE_SIZE_LIMIT)
+# Fetch history (one FetchRun row per run) older than this is pruned by beat in batches;
+# the daily totals behind the Overview's chart are kept longer.
+FETCH_HISTORY_DAYS = env.int("FETCH_HISTORY_DAYS", default=30)
+FETCH_DAILY_DAYS = env.int("FETCH_DAILY_DAYS", default=400)
+FETCH_PRUNE_BATCH = env.int("FETCH_PRUNE_BATCH", default=5000)  # rows per DELETE
+FETCH_PRUNE_MAX_BATCHES = env.int("FETCH_PRUNE_MAX_BATCHES", default=50)  # per beat run
+CELERY_BEAT_SCHEDULE["fetch-history-prune"] = {
+    "task": "mapping.tasks.fetch_history_prune",
+    "schedule": env.int("FETCH_PRUNE_EVERY_SECONDS", default=600),
+}
+# /metrics (Prometheus text format) answers only with "Authorization: Bearer <token>";
+# unset, /metrics does not exist (404).
+METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
+# Where each process (web, every Celery worker process) keeps its fetch counters for
+# /metrics to add up (prometheus_client's multiprocess mode): shared by web and workers.
+METRICS_DIR = env.path("METRICS_DIR", default=VAR_DIR / "metrics")
 
 # Rate limits and Detect's places live here: one process (the embedded default) may keep
 # them in memory; more than one needs a cache they share, e.g. redis://127.0.0.1:6379/1

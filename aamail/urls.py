@@ -22,5 +22,6 @@ urlpatterns = [
     path("domains/", include("domains.urls")),
     path("domains/", include("alerts.urls")),
     path("", include("mapping.urls")),
+    path("", include("ops.urls")),  # the Overview, set-aside messages, /metrics (issue 12)
     path("audit/", include("audit.urls")),
 ]

@@ -5,7 +5,9 @@ Everything that must not be tried too often or too many times at once goes throu
 - password guesses (console login, Django admin login, the current-password check on /me/),
   counted per account name and per client address (settings.LOGIN_RATE_LIMIT);
 - Detect runs per console user (settings.DETECT_RATE_LIMIT), and how many Detects may be in
-  flight at once across every web process (settings.DETECT_CONCURRENCY).
+  flight at once across every web process (settings.DETECT_CONCURRENCY);
+- Fetch now presses per console user (settings.FETCH_NOW_RATE_LIMIT): each one opens a
+  connection to an ISP, so the button must not become a way to knock on servers.
 
 Counters are fixed windows ("N/S": at most N in each window of S seconds) built on
 cache.add() + cache.incr(), which are atomic on Redis and under LocMemCache's lock. They hold
@@ -181,6 +183,11 @@ def password_attempt(request: HttpRequest | None, *, name: str) -> PasswordAttem
 def detect_hit(request: HttpRequest) -> int:
     """Count one Detect run for the console user; 0 when allowed, else seconds to wait."""
     return hit("detect", str(request.user.pk), settings.DETECT_RATE_LIMIT)
+
+
+def fetch_now_hit(request: HttpRequest) -> int:
+    """Count one Fetch now press for the console user; 0 when allowed, else seconds to wait."""
+    return hit("fetch-now", str(request.user.pk), settings.FETCH_NOW_RATE_LIMIT)
 
 
 @contextmanager

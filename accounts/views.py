@@ -6,7 +6,7 @@ from django.contrib import messages
 from django.contrib.auth import update_session_auth_hash
 from django.contrib.auth.views import LoginView
 from django.db import transaction
-from django.db.models import Count, Q
+from django.db.models import Count, Prefetch, Q
 from django.shortcuts import redirect
 from django.urls import reverse
 from django.utils.decorators import method_decorator
@@ -15,12 +15,12 @@ from django.views.generic import DeleteView, ListView, UpdateView, View
 
 from audit import services as audit
 from mailservice.passwords import account_local_password_set
+from mapping.models import Binding
 
 from .access import (
     ConsoleMixin,
     account_of,
     accounts_for,
-    domains_for,
     get_domain_for,
     may_use_console,
 )
@@ -37,7 +37,7 @@ class ConsoleLoginView(LoginView):
 
 
 class ConsoleHomeView(View):
-    """Send each login where it belongs."""
+    """Send each login where it belongs: the console's Overview, or self-service."""
 
     def get(self, request):
         user = request.user
@@ -48,10 +48,7 @@ class ConsoleHomeView(View):
             if account is not None:
                 return redirect("selfservice")
             return redirect("login")
-        domains = list(domains_for(user)[:2])
-        if not user.is_superuser and len(domains) == 1:
-            return redirect("account-list", domains[0].pk)
-        return redirect("domain-list")
+        return redirect("overview")  # issue 12: the Overview is the console's home
 
 
 class AccountListView(ConsoleMixin, ListView):
@@ -65,6 +62,9 @@ class AccountListView(ConsoleMixin, ListView):
         accounts = self.domain.accounts.annotate(binding_count=Count("bindings")).order_by(
             "localpart"
         )
+        # Issue 12: a state badge per binding, one query for the page.
+        states = Binding.objects.only("id", "account_id", "username", "state", "enabled")
+        accounts = accounts.prefetch_related(Prefetch("bindings", queryset=states.order_by("id")))
         if self.search.is_valid() and self.search.cleaned_data["q"]:
             q = self.search.cleaned_data["q"].strip()
             accounts = accounts.filter(Q(localpart__icontains=q) | Q(display_name__icontains=q))

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from django.contrib import messages
-from django.db.models import Count
+from django.db.models import Count, Q
 from django.urls import reverse
 from django.views.generic import CreateView, ListView, UpdateView
 
 from accounts.access import ConsoleMixin, SuperuserMixin, domains_for
 from audit import services as audit
+from mapping.models import BindingState
 
 from .forms import DomainForm
 from .models import Domain
@@ -20,9 +21,20 @@ class DomainListView(ConsoleMixin, ListView):
     paginate_by = 50
 
     def get_queryset(self):
+        # Issue 12: the domain's remote POP3 accounts by state, for its badges.
+        bindings = "accounts__bindings"
+        enabled = Q(**{f"{bindings}__enabled": True})
+        by_state = {
+            f"{state}_count": Count(bindings, filter=enabled & Q(**{f"{bindings}__state": state}))
+            for state in BindingState.values
+        }
         return (
             domains_for(self.request.user)
-            .annotate(account_count=Count("accounts"))
+            .annotate(
+                account_count=Count("accounts", distinct=True),
+                disabled_count=Count(bindings, filter=Q(**{f"{bindings}__enabled": False})),
+                **by_state,
+            )
             .order_by("name")
         )
 

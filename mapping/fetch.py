@@ -59,7 +59,7 @@ from accounts.mailbox import (
     quota_usage,
 )
 
-from . import credentials, outbound, seen, status
+from . import credentials, outbound, quarantine, seen, status
 from .crypto import SecretKeyError
 from .lease import Holder, Lease, LeaseLostError, lease_acquire
 from .maildir import Delivery, MaildirWriter, Syncer
@@ -187,6 +187,8 @@ class _Fetch:
         self.clean = True  # every reply in step and of the announced size
         self.room: int | None = None  # bytes the quota still allows (None: no quota)
         self.waiting = 0  # messages left at the ISP because the mailbox is full
+        # Messages that failed in earlier runs; set-aside ones are skipped (issue 12).
+        self.suspects = quarantine.Suspects(binding)
 
     @property
     def one_at_a_time_next(self) -> bool:
@@ -258,6 +260,8 @@ class _Fetch:
                 self.todo.append(n)  # identity by content, known after RETR
             elif (key := _uid_key(uid)) in self.seen:
                 due.append((n, key))
+            elif self.suspects.skips(key):
+                continue  # set aside: not fetched, never deleted (mapping/quarantine.py)
             else:
                 self.keys[n] = key
                 self.todo.append(n)
@@ -266,6 +270,7 @@ class _Fetch:
             # A row lives while its UIDL is listed; DELE'd messages leave the listing.
             live = {_uid_key(u) for u in self.uids.values()}
             self._forget([k for k in self.seen if k.partition(" ")[0] not in live])
+            self.suspects.gone(self.lease, live)
 
     def _dele(self, stored: list[tuple[int, str]]) -> None:
         """Mark stored messages deleted where the binding's policy says so (pipelined)."""
@@ -350,10 +355,34 @@ class _Fetch:
         except Exception as exc:  # the session is over; what was proven is still stored
             failure = exc
         self._judge(got.proofs)
-        stored_bytes = self._store(numbers, got, syncer)
+        try:
+            stored_bytes = self._store(numbers, got, syncer)
+            self._settle(numbers, got, failure)
+        finally:
+            for delivery in got.deliveries.values():
+                delivery.abort()  # the ones not published; a published one stays
         if failure is not None:
             raise failure
         return stored_bytes
+
+    def _settle(self, numbers: list[int], got: _Got, failure: Exception | None) -> None:
+        """Count the batch's failures per UIDL; set aside what failed too often (issue 12)."""
+        stored = {n for n, delivery in got.deliveries.items() if delivery.path is not None}
+        # Read and proven but not published (a copy already stored): not where it broke.
+        proven = {r.number for proof in got.proofs for r in proof.proven if r.number in got.sizes}
+        failed = quarantine.blame(
+            order=numbers,
+            keys=self.keys,
+            sizes=self.sizes,
+            refused=self.refused,
+            stored=stored | proven,
+            read_whole={n: got.deliveries[n].tmp_path for n in got.sizes if n in got.deliveries},
+            in_step=all(proof.in_step or not proof.pipelined for proof in got.proofs),
+            trouble=_trouble_words(failure),
+        )
+        keys = [self.keys[n] for n in stored if n in got.named]
+        for words in self.suspects.settle(self.lease, stored=keys, failed=failed):
+            self._note(words)
 
     def _read(self, batch: Batch, got: _Got, syncer: Syncer) -> None:
         """Stream a batch's bodies into tmp/ (fsync on the syncer's threads)."""
@@ -440,10 +469,9 @@ class _Fetch:
             keep.append((n, key))
             content_rows.append((key, delivery.name, self.sizes[n]))
         seen.intents_add(self.lease, content_rows)  # before their rename, like the others
+        # Deliveries not published are unlinked by the caller, after the quarantine has kept
+        # the bytes of a message set aside now (issue 12).
         published = {n for n, _ in keep}
-        for n, delivery in got.deliveries.items():
-            if n not in published:
-                delivery.abort()
         self.writer.publish(got.deliveries[n] for n, _ in keep)
         if keep:  # Maildir++ counts what Dovecot will count: the files as written
             quota_add(self.binding.account, sum(got.deliveries[n].size for n, _ in keep), len(keep))
@@ -474,6 +502,17 @@ class _Got:
         self.deliveries: dict[int, Delivery] = {}
         self.sizes: dict[int, int] = {}  # body bytes, without the trace header
         self.hashes: dict[int, str] = {}  # sha256 hex, for content-identified messages
+
+
+def _trouble_words(failure: Exception | None) -> str | None:
+    """Words of a session's end that may be a message's fault (the server's or the
+    network's); None for no failure or local trouble (a full disk is no message's fault)."""
+    if isinstance(failure, Pop3Error):
+        return failure.message
+    if isinstance(failure, FetchTimeLimitError):
+        limit = settings.FETCH_TIME_LIMIT
+        return f"it could not be downloaded within FETCH_TIME_LIMIT ({limit:g} s)."
+    return None
 
 
 def _refused_words(refused: dict[int, str]) -> str:

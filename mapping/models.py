@@ -101,6 +101,9 @@ class Binding(models.Model):
     # A pipelined batch of this server's replies could not be trusted: RETR one message at
     # a time until a session goes clean (mapping.fetch).
     retr_one_at_a_time = models.BooleanField(default=False, db_default=False, editable=False)
+    # Rows of this binding in the quarantine (mapping.quarantine): a fetch of a binding with
+    # none asks the database nothing more (issue 12).
+    quarantine_entries = models.PositiveIntegerField(default=0, db_default=0, editable=False)
 
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -240,7 +243,95 @@ class FetchRun(models.Model):
 
     class Meta:
         ordering = ["-started_at"]
-        indexes = [models.Index(fields=["binding", "-started_at"])]
+        indexes = [
+            models.Index(fields=["binding", "-started_at"]),
+            # The retention task's walk over old rows (mapping.retention, issue 12).
+            models.Index(fields=["started_at"], name="fetchrun_started_idx"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.started_at:%Y-%m-%d %H:%M} {self.outcome}"
+
+
+# --- Operations: poison-message quarantine and daily totals (issue 12) ----------------------
+
+
+class QuarantineState(models.TextChoices):
+    SUSPECT = "suspect", "Failed, tried again at the next run"
+    HELD = "held", "Set aside"
+    FORGOTTEN = "forgotten", "Forgotten (left on the server, not fetched)"
+
+
+class QuarantinedMessage(models.Model):
+    """A message of a remote mailbox that failed to come in (mapping.quarantine).
+
+    A row counts the runs in a row that failed on the message (``suspect``); at
+    QUARANTINE_AFTER_FAILURES it is set aside (``held``): skipped by every fetch, never
+    deleted at the ISP, listed with its reason until an administrator retries or forgets it.
+    The row goes when the message is stored or leaves the server.
+    """
+
+    binding = models.ForeignKey(Binding, on_delete=models.CASCADE, related_name="quarantine")
+    uidl = models.CharField(max_length=255)  # the identity fetch.py gives it (its UIDL)
+    state = models.CharField(
+        max_length=16, choices=QuarantineState.choices, default=QuarantineState.SUSPECT
+    )
+    failures = models.PositiveIntegerField(default=0)
+    reason = models.TextField("Reason")
+    size = models.PositiveBigIntegerField(default=0)  # as LIST announced it
+    first_failed_at = models.DateTimeField()
+    last_failed_at = models.DateTimeField()
+    held_at = models.DateTimeField("Set aside", null=True, blank=True)
+    # Bytes kept (trace header included) when the message was read but not delivered.
+    kept_bytes = models.PositiveBigIntegerField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-held_at", "-pk"]
+        constraints = [
+            models.UniqueConstraint(fields=["binding", "uidl"], name="quarantine_unique"),
+        ]
+        indexes = [models.Index(fields=["state", "-held_at"], name="quarantine_state_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.uidl} ({self.state})"
+
+
+class QuarantineChunk(models.Model):
+    """A piece of the bytes kept for a set-aside message, so neither side holds it whole."""
+
+    message = models.ForeignKey(QuarantinedMessage, on_delete=models.CASCADE, related_name="chunks")
+    seq = models.PositiveIntegerField()
+    data = models.BinaryField()
+
+    class Meta:
+        ordering = ["seq"]
+        constraints = [
+            models.UniqueConstraint(fields=["message", "seq"], name="quarantinechunk_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return f"piece {self.seq} of message {self.message_id}"
+
+
+class FetchDay(models.Model):
+    """One binding's fetch totals for one day (server time zone), for the Overview's chart.
+
+    Written when a run stores mail or fails (mapping.daily), never on an empty poll, so
+    ``runs`` counts those runs, not every poll. Kept FETCH_DAILY_DAYS (mapping.retention).
+    """
+
+    binding = models.ForeignKey(Binding, on_delete=models.CASCADE, related_name="days")
+    day = models.DateField()
+    runs = models.PositiveIntegerField(default=0)
+    failures = models.PositiveIntegerField(default=0)
+    messages = models.PositiveBigIntegerField(default=0)
+    bytes = models.PositiveBigIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["binding", "day"], name="fetchday_unique"),
+        ]
+        indexes = [models.Index(fields=["day"], name="fetchday_day_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.day} binding {self.binding_id}: {self.messages} messages"

@@ -6,7 +6,7 @@ from datetime import datetime
 
 from django.db.models import QuerySet
 
-from .models import Binding, FetchRun
+from .models import Binding, FetchRun, QuarantinedMessage, QuarantineState
 
 
 def binding_history(*, binding: Binding, limit: int = 10) -> QuerySet[FetchRun]:
@@ -28,3 +28,13 @@ def bindings_for_addresses(*, addresses: list[str]) -> QuerySet[Binding]:
             account__localpart=local, account__domain__name=domain
         )
     return query.select_related("account__domain").order_by("account__domain__name", "pk")
+
+
+# --- Poison-message quarantine (issue 12) ---------------------------------------------------
+
+
+def quarantine_held(*, account) -> QuerySet[QuarantinedMessage]:
+    """The set-aside messages of an account's bindings, newest first."""
+    return QuarantinedMessage.objects.filter(
+        binding__account=account, state=QuarantineState.HELD
+    ).select_related("binding__account__domain")

@@ -12,6 +12,7 @@ from django.db.models import F
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
+from . import daily, metrics
 from .lease import Holder, Lease
 from .models import Binding, BindingState, FetchOutcome, FetchRun
 from .scheduler import backoff_seconds
@@ -37,6 +38,15 @@ def _finish_run(run: FetchRun, outcome: str, error: str = "") -> None:
     fields = ("finished_at", "outcome", "error", "messages", "bytes", "deleted")
     # update(), not save(): a binding deleted meanwhile took its history with it.
     FetchRun.objects.filter(pk=run.pk).update(**{name: getattr(run, name) for name in fields})
+    # Issue 12: the day's totals (only when the run stored mail or failed) and the
+    # process's counters for /metrics (no statement).
+    daily.fetch_day_add(run)
+    _observed(run)
+
+
+def _observed(run: FetchRun) -> None:
+    took = (run.finished_at - run.started_at).total_seconds() if run.finished_at else None
+    metrics.fetch_observed(outcome=run.outcome, messages=run.messages, size=run.bytes, seconds=took)
 
 
 def record_success(
@@ -116,7 +126,7 @@ def record_lost(run: FetchRun) -> None:
 def record_skipped(binding: Binding, trigger: str, holder: Holder) -> FetchRun:
     """Another fetch holds the lease: say who in the history, leave the binding alone."""
     now = timezone.now()
-    return FetchRun.objects.create(
+    run = FetchRun.objects.create(
         binding=binding,
         started_at=now,
         finished_at=now,
@@ -124,3 +134,5 @@ def record_skipped(binding: Binding, trigger: str, holder: Holder) -> FetchRun:
         trigger=trigger,
         error=f"Another fetch holds this mailbox: {holder.describe()}.",
     )
+    _observed(run)
+    return run

@@ -13,7 +13,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from . import fetch, scheduler
+from . import fetch, retention, scheduler
 from .models import Binding
 
 
@@ -36,3 +36,12 @@ def binding_fetch(binding_id: int, trigger: str = "schedule") -> str:
     if trigger == "schedule" and not binding.enabled:
         return "disabled"
     return fetch.binding_fetch(binding=binding, trigger=trigger).outcome
+
+
+# --- Retention (issue 12) -------------------------------------------------------------------
+
+
+@shared_task(name="mapping.tasks.fetch_history_prune", ignore_result=True)
+def fetch_history_prune() -> int:
+    """Prune fetch history and daily totals past their retention (bounded batches)."""
+    return retention.fetch_history_prune().runs

@@ -60,6 +60,11 @@ class BindingListView(Pop3TabMixin, ListView):
     def get_queryset(self):
         return self.account.bindings.order_by("id")
 
+    def get_context_data(self, **kwargs):
+        # Issue 12: the set-aside (poison) messages of this account's bindings.
+        held = selectors.quarantine_held(account=self.account)
+        return super().get_context_data(held=held, **kwargs)
+
 
 class BindingObjectMixin(Pop3TabMixin):
     def get_object(self, queryset=None) -> Binding:
@@ -143,7 +148,9 @@ def _binding_for(request: HttpRequest, account_id: int, pk: int) -> Binding:
     )
 
 
-def _row(request: HttpRequest, binding: Binding, queued_at: datetime | None) -> HttpResponse:
+def _row(
+    request: HttpRequest, binding: Binding, queued_at: datetime | None, *, refused: str = ""
+) -> HttpResponse:
     waiting = (
         queued_at is not None
         and timezone.now() - queued_at < QUEUED_POLL
@@ -154,8 +161,9 @@ def _row(request: HttpRequest, binding: Binding, queued_at: datetime | None) -> 
         "account": binding.account,
         # The query string that keeps the row polling until the queued fetch has started.
         "queued": urlencode({"queued": queued_at.isoformat()}) if waiting else "",
+        "refused": refused,
     }
-    return render(request, "mapping/_binding_row.html", context)
+    return render(request, "mapping/_binding_row.html", context, status=429 if refused else 200)
 
 
 @login_required
@@ -163,6 +171,13 @@ def _row(request: HttpRequest, binding: Binding, queued_at: datetime | None) -> 
 def binding_fetch_now(request: HttpRequest, account_id: int, pk: int) -> HttpResponse:
     """Queue a fetch of one binding now ("fetched by hand" also clears needs-attention)."""
     binding = _binding_for(request, account_id, pk)
+    wait = throttle.fetch_now_hit(request)  # FETCH_NOW_RATE_LIMIT per console user
+    if wait:
+        text = f"Fetch now was pressed too often. Try again in {wait} s."
+        if not request.htmx:
+            messages.error(request, text)
+            return redirect("binding-list", binding.account_id)
+        return _row(request, binding, None, refused=text)
     queued_at = None
     if not binding.fetch_running:  # else the running fetch is already doing the job
         queued_at = timezone.now()

@@ -11,8 +11,15 @@ from tests import factories
 factory.random.reseed_random("aamail")
 
 
+@pytest.fixture(scope="session")
+def metrics_dir(tmp_path_factory):
+    """One directory of fetch counters for the whole run: prometheus_client fixes it per
+    process at the first counted fetch (mapping/metrics.py)."""
+    return tmp_path_factory.mktemp("metrics")
+
+
 @pytest.fixture(autouse=True)
-def _fast_and_isolated(settings, tmp_path):
+def _fast_and_isolated(settings, tmp_path, metrics_dir):
     # Argon2 with a small cost keeps hashing fast in tests; still argon2id, so the format
     # Dovecot reads is the real one.
     settings.PASSWORD_HASHERS = ["tests.hashers.FastArgon2PasswordHasher"]
@@ -20,6 +27,7 @@ def _fast_and_isolated(settings, tmp_path):
     # Never the checkout's var/: a mail service tried out there must not meet the tests.
     settings.MAIL_RUN_DIR = tmp_path / "run"
     settings.MAIL_CONFIG_DIR = tmp_path / "mail-config"
+    settings.METRICS_DIR = metrics_dir
     settings.CELERY_TASK_ALWAYS_EAGER = True
     # The test servers live on loopback; tests of the outbound guard itself turn this off.
     settings.ISP_ALLOW_PRIVATE_ADDRESSES = True

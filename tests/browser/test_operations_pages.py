@@ -119,7 +119,7 @@ def test_403_and_404_are_styled_pages_with_a_way_back(page, office, screenshot):
     expect(page.get_by_role("navigation", name="Toolbar")).to_be_visible()
     screenshot(page, "error-404")
     page.get_by_role("link", name="Back to the console").click()
-    expect(page.get_by_role("heading", name="example.com")).to_be_visible()
+    expect(page.get_by_role("heading", name="Overview")).to_be_visible()
 
     page.context.clear_cookies()
     _login(page, office["support"].address)

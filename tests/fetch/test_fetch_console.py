@@ -109,6 +109,21 @@ def test_fetch_now_without_htmx_redirects_with_a_message(admin_client, domain, q
     assert admin_client.get(urls(binding)["fetch"]).status_code == 405
 
 
+def test_fetch_now_is_limited_per_user_in_words(admin_client, domain, queued, settings):
+    settings.FETCH_NOW_RATE_LIMIT = "2/60"
+    binding = BindingFactory(account=AccountFactory(domain=domain))
+    for _ in range(2):
+        assert admin_client.post(urls(binding)["fetch"], **HTMX).status_code == 200
+
+    refused = admin_client.post(urls(binding)["fetch"], **HTMX)
+    assert refused.status_code == 429
+    row = refused.content.decode()
+    assert row.startswith(f'<tr id="binding-{binding.pk}"')  # the row stays, with the reason
+    assert "Fetch now was pressed too often. Try again in" in row
+    page = admin_client.post(urls(binding)["fetch"], follow=True).content.decode()
+    assert "Fetch now was pressed too often" in page
+
+
 def test_fetch_now_needs_the_csrf_token(domain, domain_admin, queued):
     binding = BindingFactory(account=AccountFactory(domain=domain))
     browser = Client(enforce_csrf_checks=True)

@@ -41,8 +41,7 @@ def bind(pop: FaultPop, **fields) -> Binding:
         host="127.0.0.1",
         port=pop.port,
         username="user",
-        raw_password="pass",
-        **fields,
+        **{"raw_password": "pass", **fields},
     )
 
 
@@ -185,6 +184,27 @@ def test_it_needs_attention_after_a_rejected_password_and_stops_retrying():
         assert binding.state == BindingState.OK
         assert binding.consecutive_failures == 0
         assert binding.next_fetch_at is not None
+
+
+@pytest.mark.parametrize(
+    ("password", "shown"),
+    [
+        # A long password is hidden wherever it appears.
+        ("correct horse battery", "password *** is wrong"),
+        # A one-letter password is hidden where it stands alone, and the server's words keep
+        # every "e" they had: masking each one would hide nothing and leave nothing readable.
+        ("e", "Authentication failed: password *** is wrong"),
+    ],
+)
+def test_a_password_the_server_echoes_back_is_never_stored(password, shown):
+    with FaultPop(MESSAGES, faults={"echo_password"}) as pop:
+        binding = bind(pop, raw_password=password)
+        run = binding_fetch(binding=binding)
+    binding.refresh_from_db()
+    assert run.outcome == FetchOutcome.AUTH_FAILED
+    assert shown in binding.last_error and shown in run.error
+    if len(password) > 1:
+        assert password not in binding.last_error and password not in run.error
 
 
 def test_it_retries_a_busy_mailbox_as_transient():

@@ -58,4 +58,4 @@ def test_it_shows_an_ok_relay_and_where_mail_leaves(admin_client, relay):
     relay.relay_status.delete()
     body = admin_client.get(reverse("binding-list", args=[relay.account_id])).content.decode()
     assert "Relay failing" not in body
-    assert "leaves through the ISP account isp-support-7731" in body
+    assert "leaves through the SMTP account isp-support-7731" in body

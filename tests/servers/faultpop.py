@@ -20,6 +20,7 @@ Faults (names in ``faults``):
   stls_then_plain    CAPA lists STLS, STLS answers +OK, then the server goes on in plain
                      text instead of a TLS handshake
   reject_password    PASS / AUTH / APOP answer "-ERR [AUTH] ..."
+  echo_password      PASS / AUTH PLAIN are refused quoting the password back (careless servers do)
   in_use             PASS / AUTH answer "-ERR [IN-USE] ..."
   drop_mid_retr      close the connection halfway through a RETR body
   hang_mid_retr      stop halfway through a RETR body and keep the connection open
@@ -227,7 +228,9 @@ class _Session:
         self.user = arg
         self.send("+OK\r\n")
 
-    def _login(self, user: str | None, ok: bool) -> None:
+    def _login(self, user: str | None, ok: bool, password: str = "") -> None:
+        if "echo_password" in self.faults:
+            return self.send(f"-ERR [AUTH] Authentication failed: password {password} is wrong\r\n")
         if "in_use" in self.faults:
             return self.send("-ERR [IN-USE] Mailbox is locked by another session\r\n")
         if "reject_password" in self.faults or not ok or user != self.pop.username:
@@ -236,7 +239,7 @@ class _Session:
         self.send("+OK Logged in.\r\n")
 
     def do_PASS(self, arg: str) -> None:
-        self._login(self.user, arg == self.pop.password)
+        self._login(self.user, arg == self.pop.password, arg)
 
     def do_APOP(self, arg: str) -> None:
         user, _, digest = arg.partition(" ")
@@ -251,7 +254,7 @@ class _Session:
             self.send("+ \r\n")
             initial = self.rfile.readline(65536).decode().strip()
         _, user, password = base64.b64decode(initial).decode().split("\0")
-        self._login(user, password == self.pop.password)
+        self._login(user, password == self.pop.password, password)
 
     def _content(self, orig: int) -> bytes:
         message = self.pop.messages[orig - 1]

@@ -1,0 +1,108 @@
+"""/metrics in Prometheus text format: the fetch counters of every process, and the state the
+database holds, read at scrape time.
+
+Two sources, each where it is true (mapping/metrics.py says why):
+- counters of events (fetches by outcome, messages, bytes, the duration histogram) come
+  from the per-process files in METRICS_DIR, added up by prometheus_client's
+  ``MultiProcessCollector``, so every worker process's fetches count, whichever web
+  process answers the scrape;
+- gauges of state (bindings by state, fetches running, the due-but-not-started backlog
+  and the lag of the oldest due binding, set-aside messages, the outgoing relay) come from
+  one aggregate query per scrape, so they are right whatever process answers.
+"""
+
+from __future__ import annotations
+
+from django.db.models import Count, Min, Q, Sum
+from django.utils import timezone
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.multiprocess import MultiProcessCollector
+
+from mapping.lease import unleased
+from mapping.metrics import metrics_directory
+from mapping.models import Binding, BindingState, QuarantinedMessage, QuarantineState
+
+from .selectors import relay_status_model
+
+
+class DatabaseCollector:
+    """Gauges read from the database at scrape time."""
+
+    def collect(self):
+        now = timezone.now()
+        due_at = Q(enabled=True) & unleased(now)
+        overdue = due_at & Q(next_fetch_at__lte=now)
+        new_due = due_at & Q(next_fetch_at__isnull=True, state=BindingState.NEW)
+        relay = relay_status_model()
+        aggregates = {
+            state: Count("pk", filter=Q(enabled=True, state=state)) for state in BindingState.values
+        }
+        aggregates |= {
+            "disabled": Count("pk", filter=Q(enabled=False)),
+            "running": Count("pk", filter=Q(lease_token__isnull=False, lease_expires_at__gte=now)),
+            "backlog": Count("pk", filter=overdue | new_due),
+            "oldest_due": Min("next_fetch_at", filter=overdue),
+            "oldest_new": Min("created_at", filter=new_due),
+        }
+        if relay is not None:
+            aggregates |= {
+                "relay_ok": Count("relay_status", filter=Q(relay_status__state="ok")),
+                "relay_failing": Count("relay_status", filter=Q(relay_status__state="failing")),
+                "relay_deferred": Sum("relay_status__deferred"),
+                "relay_bounced": Sum("relay_status__bounced"),
+            }
+        row = Binding.objects.aggregate(**aggregates)
+
+        states = GaugeMetricFamily(
+            "aamail_bindings", "Remote POP3 accounts by state.", labels=["state"]
+        )
+        for state in BindingState.values:
+            states.add_metric([state], row[state])
+        states.add_metric(["disabled"], row["disabled"])
+        yield states
+        yield GaugeMetricFamily(
+            "aamail_fetches_running", "Fetches holding a lease now.", value=row["running"]
+        )
+        yield GaugeMetricFamily(
+            "aamail_fetch_backlog",
+            "Enabled bindings whose fetch is due and not started (not claimed, no lease).",
+            value=row["backlog"],
+        )
+        oldest = min((t for t in (row["oldest_due"], row["oldest_new"]) if t), default=None)
+        yield GaugeMetricFamily(
+            "aamail_fetch_lag_seconds",
+            "How long the oldest due, not started binding has been due (0 when none).",
+            value=max(0.0, (now - oldest).total_seconds()) if oldest else 0.0,
+        )
+        held = QuarantinedMessage.objects.filter(state=QuarantineState.HELD).count()
+        yield GaugeMetricFamily(
+            "aamail_quarantined_messages", "Messages set aside (poison messages).", value=held
+        )
+        if relay is not None:
+            relays = GaugeMetricFamily(
+                "aamail_relays", "Outgoing relays (bindings) by state.", labels=["state"]
+            )
+            relays.add_metric(["ok"], row["relay_ok"])
+            relays.add_metric(["failing"], row["relay_failing"])
+            yield relays
+            yield GaugeMetricFamily(
+                "aamail_relay_deferred_messages",
+                "Outgoing messages deferred by the ISP relays (Postfix queue).",
+                value=row["relay_deferred"] or 0,
+            )
+            yield GaugeMetricFamily(
+                "aamail_relay_bounced_messages",
+                "Outgoing messages bounced by the ISP relays.",
+                value=row["relay_bounced"] or 0,
+            )
+
+
+def metrics_scrape() -> tuple[bytes, str]:
+    """The metrics page and its content type."""
+    registry = CollectorRegistry()
+    directory = metrics_directory()
+    if directory.is_dir():
+        MultiProcessCollector(registry, path=str(directory))
+    registry.register(DatabaseCollector())
+    return generate_latest(registry), CONTENT_TYPE_LATEST
