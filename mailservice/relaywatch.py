@@ -299,6 +299,7 @@ class _Senders:
 
     def __init__(self) -> None:
         self._relay: dict[str, Binding | None] = {}
+        self._hosted: dict[str, bool] = {}
         self._here: dict[str, bool] = {}
 
     def relay(self, sender: str) -> Binding | None:
@@ -309,6 +310,12 @@ class _Senders:
 
     def outside(self, recipient: str) -> bool:
         key = recipient.strip().lower()
+        domain = lookups.hosted_domain(key)
+        # One query per recipient domain when it is not hosted here (most outside mail).
+        if domain not in self._hosted:
+            self._hosted[domain] = lookups.domain_type(domain) is not None
+        if not self._hosted[domain]:
+            return True
         if key not in self._here:
             self._here[key] = lookups.delivered_here(key)
         return not self._here[key]
