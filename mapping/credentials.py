@@ -10,12 +10,12 @@ when only a person can help.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 from django.views.decorators.debug import sensitive_variables
 
+from . import detect
 from .models import Binding
 from .oauth import grants
+from .oauth.tokens import OAuthError
 from .pop3 import Authenticator, Client, OAuthBearer, Pop3AuthError, Pop3OAuthError, Xoauth2
 
 
@@ -56,6 +56,31 @@ def pop3_login(binding: Binding, client: Client) -> None:
         client.authenticate(oauth_authenticator(token))
 
 
-def oauth_token_source(binding: Binding) -> Callable[[], grants.AccessToken]:
-    """What Detect calls for this OAuth binding's token (it may refresh and store it)."""
-    return lambda: grants.access_token(binding=binding)
+def detect_login(binding: Binding) -> detect.OAuthLogin | None:
+    """How Detect logs in as this binding by OAuth (None for a password binding)."""
+    if not binding.oauth_provider:
+        return None
+    label = binding.get_auth_method_display().removeprefix("Sign in with ")
+    try:
+        mechanism = grants.binding_provider(binding).mechanism
+    except OAuthError:
+        mechanism = "XOAUTH2"  # the Token step says what is not set up
+    return detect.OAuthLogin(label, mechanism, lambda: grants.access_token(binding=binding))
+
+
+def detect_targets(binding: Binding, *, smtp: bool) -> tuple[detect.Target, detect.Target | None]:
+    """Detect's POP3 target, and the SMTP one if asked, with the stored credentials."""
+    oauth = detect_login(binding)
+    password = "" if oauth else binding.get_isp_password()
+    pop3 = detect.Target(
+        binding.host, binding.port, binding.security, binding.username, password, oauth
+    )
+    if not smtp:
+        return pop3, None
+    if oauth:
+        # One grant serves POP and SMTP; the token belongs to the POP login's mailbox.
+        user, smtp_password = binding.username, ""
+    else:
+        user, smtp_password = binding.smtp_credentials()
+    host, port, security = binding.smtp_host, binding.smtp_port, binding.smtp_security
+    return pop3, detect.Target(host, port, security, user, smtp_password, oauth)
