@@ -103,7 +103,8 @@ def token_client(prov: Provider, *, redirect_uri: str = "") -> TokenClient:
 # --- the token service ------------------------------------------------------------------------
 
 
-def _not_signed_in(binding: Binding) -> str:
+def not_signed_in(binding: Binding) -> str:
+    """What to do for a binding that has no sign-in, in words."""
     label = binding.get_auth_method_display().removeprefix("Sign in with ")
     return (
         f"{binding.username} is not signed in yet: press “Sign in with {label}” on the POP3 "
@@ -141,9 +142,9 @@ def access_token(
     """
     cred = OAuthCredential.objects.filter(binding_id=binding.pk).first()
     if cred is None:
-        raise NeedsSignInError(_not_signed_in(binding))
+        raise NeedsSignInError(not_signed_in(binding))
     if cred.state == OAuthState.NEEDS_SIGN_IN:
-        raise NeedsSignInError(cred.last_error or _not_signed_in(binding))
+        raise NeedsSignInError(cred.last_error or not_signed_in(binding))
     prov = binding_provider(binding)
     if _usable(cred, min_ttl, stale_version):
         return _cached(binding, cred, prov.mechanism)
@@ -151,7 +152,7 @@ def access_token(
     with _refresh_lock(cred.pk), transaction.atomic():
         cred = OAuthCredential.objects.select_for_update().get(pk=cred.pk)
         if cred.state == OAuthState.NEEDS_SIGN_IN:
-            raise NeedsSignInError(cred.last_error or _not_signed_in(binding))
+            raise NeedsSignInError(cred.last_error or not_signed_in(binding))
         if _usable(cred, min_ttl, stale_version):
             return _cached(binding, cred, prov.mechanism)  # another worker refreshed meanwhile
         client = token_client(prov)
@@ -176,6 +177,27 @@ def access_token(
             )
     binding_needs_sign_in(binding.pk, revoked.message)
     raise NeedsSignInError(revoked.message, error=revoked.error)
+
+
+@sensitive_variables()
+def held_access_token(held: dict) -> AccessToken:
+    """The access token of a sign-in the wizard holds (not stored yet), while it is valid.
+
+    Not refreshed: the wizard keeps no row to store a rotated refresh token in.
+    """
+    left = float(held["expires_at"]) - time.time()
+    if left < 60:
+        raise NeedsSignInError(
+            f"The sign-in of {held['remote_login']} on this page is over an hour old: press "
+            "the Sign in button again to test it."
+        )
+    return AccessToken(
+        login=held["remote_login"],
+        token=held["access_token"],
+        version=0,
+        expires_at=timezone.now() + timedelta(seconds=left),
+        mechanism="XOAUTH2",
+    )
 
 
 @sensitive_variables()
