@@ -35,7 +35,7 @@ from mapping.models import AuthMethod
 from mapping.oauth import signin
 from mapping.oauth.tokens import OAuthError, mailbox_matches
 
-from .access import ConsoleMixin, get_domain_for, may_use_console
+from .access import ConsoleMixin, account_of, get_domain_for, may_use_console
 from .forms import BasicInformationForm, RemainingSettingsForm
 from .models import AccountKind
 
@@ -343,7 +343,9 @@ class AccountCreationWizard(ConsoleMixin, NamedUrlSessionWizardView):
             secrets = {"isp_password": m["isp_password"], "smtp_password": m["smtp_password"]}
             if m["auth_method"] != AuthMethod.PASSWORD:
                 held = _oauth_unseal(self.storage)
-                secrets = {"oauth": held, "signed_in_by": self.request.user.get_username()}
+                who = account_of(self.request.user)
+                by = who.address if who else self.request.user.get_username()
+                secrets = {"oauth": held, "signed_in_by": by}
         account, row = services.account_create_with_binding(
             domain=self.domain,
             localpart=basic["localpart"],

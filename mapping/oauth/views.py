@@ -20,7 +20,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
-from accounts.access import get_account_for, get_domain_for, may_use_console
+from accounts.access import account_of, get_account_for, get_domain_for, may_use_console
 from accounts.wizard import MAP, oauth_hold
 
 from ..models import Binding
@@ -45,6 +45,12 @@ def _binding(request: HttpRequest, account_id: int, pk: int) -> Binding:
     if not binding.oauth_provider:
         raise Http404("This remote POP3 account logs in with an ISP password.")
     return binding
+
+
+def _who(request: HttpRequest) -> str:
+    """The console identity shown in the toolbar: the account's address, else the user name."""
+    account = account_of(request.user)
+    return account.address if account else request.user.get_username()
 
 
 def _tab(binding: Binding) -> str:
@@ -124,7 +130,7 @@ def _keep(request: HttpRequest, binding: Binding, mailbox: str, tokens: TokenSet
             binding=binding,
             tokens=tokens,
             remote_login=mailbox,
-            signed_in_by=request.user.get_username(),
+            signed_in_by=_who(request),
         )
     except OAuthError as exc:
         return _failed(request, exc.message, _tab(binding))
@@ -209,7 +215,7 @@ def device_poll(request: HttpRequest, account_id: int, pk: int) -> HttpResponse:
         binding=binding,
         tokens=tokens,
         remote_login=mailbox,
-        signed_in_by=request.user.get_username(),
+        signed_in_by=_who(request),
     )
     context["signed_in"] = mailbox
     return render(request, "mapping/_oauth_device_status.html", context)
