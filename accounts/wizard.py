@@ -320,7 +320,13 @@ class AccountCreationWizard(ConsoleMixin, NamedUrlSessionWizardView):
         if MAP in self.get_form_list():
             mapped = _without_secrets(self.get_cleaned_data_for_step(MAP), MAP)
         labels = dict(Security.choices)
+        sign_in = ""
+        method = (mapped or {}).get("auth_method", AuthMethod.PASSWORD)
+        held = self._signed_in() if method != AuthMethod.PASSWORD else None
+        if held:  # issue 15: who signed in, no password
+            sign_in = f"{dict(AuthMethod.choices)[method]}: signed in as {held['remote_login']}"
         return {
+            "sign_in": sign_in,
             "address": f"{basic.get('localpart', '?')}@{self.domain.name}",
             "security": labels.get((mapped or {}).get("security"), ""),
             "smtp_security": labels.get((mapped or {}).get("smtp_security"), ""),

@@ -44,8 +44,8 @@ HELP = {
         "this ISP login. Without an outgoing relay the account can only write internally."
     ),
     "auth_method": (
-        "Microsoft 365 and Gmail take no password from a program: choose Sign in, save, then "
-        "sign in as the ISP account's mailbox. No password is stored then."
+        "Microsoft 365 and Gmail take no password from a program: choose Sign in, then sign "
+        "in as the ISP account's mailbox with the Sign in button. No password is stored then."
     ),
 }
 RETYPE = {

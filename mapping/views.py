@@ -229,8 +229,9 @@ def binding_detect(request: HttpRequest, account_id: int, pk: int) -> HttpRespon
     _require_console(request)
     account = get_account_for(request.user, account_id)
     binding = get_object_or_404(Binding, pk=pk, account=account)
-    stored = {name: getattr(binding, name) for name in _ENDPOINT_FIELDS}
-    posted = {k: v for k, v in request.POST.items() if k in (*_ENDPOINT_FIELDS, *_PASSWORDS)}
+    names = (*_ENDPOINT_FIELDS, "auth_method")
+    stored = {name: getattr(binding, name) for name in names}
+    posted = {k: v for k, v in request.POST.items() if k in (*names, *_PASSWORDS)}
     form = MapConnectionForm({**stored, **posted, **_flags(request)}, domain=account.domain)
 
     @sensitive_variables()

@@ -17,6 +17,7 @@ from datetime import timedelta
 
 import pytest
 from django.conf import settings as django_settings
+from django.urls import reverse
 from django.utils import timezone
 
 from devserver.certs import make_ca_and_cert
@@ -24,8 +25,10 @@ from devserver.processes import free_port
 from devserver.runner import OfficeMailServer
 from domains.models import Domain
 from mailservice.config import MailConfig, Ports
-from mapping.models import OAuthCredential, OAuthState
+from mapping.fetch import binding_fetch
+from mapping.models import Binding, OAuthCredential, OAuthState
 from tests import factories
+from tests.fetch.conftest import stored_messages
 from tests.mailservice.conftest import (
     _needs_a_shared_database,
     _private_dir,
@@ -34,6 +37,7 @@ from tests.mailservice.conftest import (
     smtp_submit,
 )
 from tests.oauth.conftest import new_mailbox, oauth_binding, sign_in_binding
+from tests.oauth.test_sign_in_views import provider_answers
 from tests.servers.oauth_isp import SINK_DOMAIN
 
 pytestmark = [pytest.mark.mailservice, pytest.mark.django_db(transaction=True)]
@@ -153,3 +157,44 @@ def test_it_defers_and_sends_nothing_when_the_mailbox_needs_a_new_sign_in(
     time.sleep(0.5)
     assert len(isp.sink_files()) == sunk  # nothing reached the ISP
     assert not [x for x in isp.postfix_log_lines()[isp_mark:] if "sasl_method" in x]
+
+
+def test_it_fetches_and_relays_for_a_binding_signed_in_through_the_console(
+    office_for_oauth, isp, auth, oauth_isp_settings, settings, client
+):
+    """The issue's "done when": added and signed in on the POP3 remote tab, then fetched
+    from the XOAUTH2-only POP3 server and relayed through the XOAUTH2-only SMTP server."""
+    office = office_for_oauth
+    settings.MAIL_ROOT = office.config.mail_root
+    address = new_mailbox(isp, b"Subject: waiting at the ISP\n\nhello\n")
+    localpart, _, domain_name = address.partition("@")
+    domain = factories.DomainFactory(name=domain_name, smtp_host="localhost")
+    boss = factories.AdminAccountFactory(domain=domain, localpart="boss")
+    account = factories.AccountFactory(domain=domain, localpart=localpart, raw_password=LOCAL)
+    assert client.login(username=boss.address, password=factories.LOCAL_PASSWORD)
+    form = {
+        "host": "localhost",
+        "port": str(isp.pop3s_port),
+        "security": "ssl",
+        "username": address,
+        "auth_method": "oauth2_microsoft",
+        "smtp_host": "localhost",
+        "smtp_port": str(isp.submission_port),
+        "smtp_security": "starttls",
+        "is_outgoing_relay": "on",
+        "leave_policy": "keep",
+        "fetch_interval_minutes": "5",
+        "enabled": "on",
+    }
+    assert client.post(reverse("binding-create", args=[account.pk]), form).status_code == 302
+    binding = Binding.objects.get(account=account)
+    away = client.post(reverse("binding-sign-in", args=[account.pk, binding.pk]))
+    assert client.get(provider_answers(auth, away["Location"])).status_code == 302
+
+    run = binding_fetch(binding=binding)
+    assert run.outcome == "ok" and run.messages == 1, run.error
+    assert stored_messages(binding) == [b"Subject: waiting at the ISP\n\nhello\n"]
+
+    sunk = len(isp.sink_files())
+    submit(office, account.address, f"partner@{SINK_DOMAIN}", "sent after a console sign-in")
+    assert isp.wait_for_sink(sunk + 1, timeout=30)[-1]["Subject"] == "sent after a console sign-in"

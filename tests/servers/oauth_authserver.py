@@ -19,7 +19,8 @@ the Microsoft shape ``/<tenant>/oauth2/v2.0/token`` and the plain ``/token`` bot
 - ``POST …/devicecode`` RFC 8628; ``GET /device?user_code=…&login_hint=…`` approves it.
 - ``POST …/revoke``     RFC 7009: revokes the refresh token's family.
 - ``GET  /config``      test knob: ``rotation``, ``access_ttl``, ``consent``, ``token_status``,
-  ``style=microsoft`` (error descriptions over several lines, as Entra sends them).
+  ``style=microsoft`` (error descriptions over several lines, as Entra sends them),
+  ``add_redirect_uri`` (registers one more redirect URI for the web client).
 - ``GET  /stats``       counters.
 
 Access tokens are RS256 JWTs padded to Entra's 1.5-3 KB, signed with a key a Dovecot with
@@ -264,6 +265,11 @@ class Handler(BaseHTTPRequestHandler):
                     st.args.token_status = int(q["token_status"])
                 if q.get("style") in ("plain", "microsoft"):
                     st.args.style = q["style"]
+                if q.get("add_redirect_uri", "").startswith(("http://", "https://")):
+                    # What an administrator adds in Entra: e.g. a live server's callback.
+                    uris = st.clients[WEB_CLIENT]["redirect_uris"]
+                    if q["add_redirect_uri"] not in uris:
+                        uris.append(q["add_redirect_uri"])
                 return self.reply(
                     200,
                     {
