@@ -30,8 +30,9 @@ from accounts.wizard import MAP, oauth_held_token, sealed_secret
 
 from . import credentials, detect, selectors, services, tasks
 from .forms import POP3_ENDPOINT, SMTP_ENDPOINT, BindingForm, MapConnectionForm, endpoint_moved
-from .models import AuthMethod, Binding
+from .models import OAUTH_PROVIDERS, AuthMethod, Binding
 from .oauth import grants
+from .oauth.providers import ProviderError, provider
 
 # --- the POP3 remote tab ------------------------------------------------------------------
 
@@ -289,8 +290,15 @@ def _wizard_sign_in(request: HttpRequest, domain_id: int):
         held = oauth_held_token(request, domain_id, cleaned)
         if held is None:
             return "Sign-in: press the Sign in button first; Detect then tests the sign-in."
-        label = dict(AuthMethod.choices)[cleaned["auth_method"]].removeprefix("Sign in with ")
-        return detect.OAuthLogin(label, "XOAUTH2", lambda: grants.held_access_token(held))
+        method = cleaned["auth_method"]
+        label = dict(AuthMethod.choices)[method].removeprefix("Sign in with ")
+        try:
+            mechanism = provider(OAUTH_PROVIDERS[method]).mechanism
+        except ProviderError as exc:
+            return f"Sign-in: {exc.message}"
+        return detect.OAuthLogin(
+            label, mechanism, lambda: grants.held_access_token(held, mechanism=mechanism)
+        )
 
     return signed_in
 

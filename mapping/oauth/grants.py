@@ -180,7 +180,7 @@ def access_token(
 
 
 @sensitive_variables()
-def held_access_token(held: dict) -> AccessToken:
+def held_access_token(held: dict, *, mechanism: str = "XOAUTH2") -> AccessToken:
     """The access token of a sign-in the wizard holds (not stored yet), while it is valid.
 
     Not refreshed: the wizard keeps no row to store a rotated refresh token in.
@@ -196,7 +196,7 @@ def held_access_token(held: dict) -> AccessToken:
         token=held["access_token"],
         version=0,
         expires_at=timezone.now() + timedelta(seconds=left),
-        mechanism="XOAUTH2",
+        mechanism=mechanism,
     )
 
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import io
 from datetime import timedelta
 
 import pytest
+from django.core.management import call_command
 from django.utils import timezone
 
 from mapping import credentials, crypto, detect
@@ -121,3 +123,13 @@ def oauth_binding_at(*, pop3_port: int = 995, smtp_port: int = 587):
         smtp_port=smtp_port,
         smtp_security="starttls",
     )
+
+
+def test_it_runs_the_detect_command_for_a_binding_that_signs_in(auth, isp, oauth_isp_settings):
+    binding = oauth_binding(isp, new_mailbox(isp), is_outgoing_relay=True)
+    sign_in_binding(auth, binding)
+    out = io.StringIO()
+    call_command("detect", binding.account.address, stdout=out)
+    text = out.getvalue()
+    assert text.count("[ OK ] AUTH XOAUTH2: Logged in as") == 2  # POP3 and the SMTP relay
+    assert "Result: POP3 works; the SMTP relay works." in text
