@@ -237,6 +237,8 @@ def binding_detect(request: HttpRequest, account_id: int, pk: int) -> HttpRespon
 
     @sensitive_variables()
     def held(name: str, cleaned: dict) -> str:
+        if not binding.password_encrypted:  # signs in (issue 15): no password is stored
+            return ""
         if name == "isp_password" and not endpoint_moved(binding, cleaned, POP3_ENDPOINT):
             return binding.get_isp_password()
         if name == "smtp_password" and not endpoint_moved(binding, cleaned, SMTP_ENDPOINT):

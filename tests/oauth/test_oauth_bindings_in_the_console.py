@@ -255,3 +255,25 @@ def test_it_wants_a_new_sign_in_when_the_wizard_step_changes_server(
     assert moved.status_code == 200
     assert "Press “Sign in with Microsoft” below" in moved.content.decode()
     assert urlsplit(away["Location"]).netloc  # the sign-in itself was real
+
+
+def test_it_asks_for_a_password_when_detect_runs_a_sign_in_account_as_password(
+    admin_client, auth, account
+):
+    binding = signed_in_row(auth, account)
+    url = reverse("binding-detect", args=[account.pk, binding.pk])
+    response = admin_client.post(url, {"auth_method": "password"}, HTTP_HX_REQUEST="true")
+    assert response.status_code == 400
+    assert "type it to test these settings" in response.content.decode()
+
+
+def test_it_sends_no_token_from_detect_to_another_server(admin_client, auth, account):
+    binding = signed_in_row(auth, account)
+    before = auth.stats()["token_requests"]
+    url = reverse("binding-detect", args=[account.pk, binding.pk])
+    response = admin_client.post(url, {"port": "1995"}, HTTP_HX_REQUEST="true")
+    assert response.status_code == 400
+    assert "a sign-in serves only the server and mailbox it was made for" in (
+        response.content.decode()
+    )
+    assert auth.stats()["token_requests"] == before
