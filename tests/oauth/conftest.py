@@ -172,6 +172,14 @@ def point_settings_at(settings, auth: OAuthAuthServer, ca_file: Path) -> None:
     settings.OAUTH_GOOGLE_AUTHORIZE_URL = f"{auth.url}/google/authorize"
     settings.OAUTH_GOOGLE_TOKEN_URL = f"{auth.url}/google/token"
     settings.OAUTH_GOOGLE_REVOKE_URL = f"{auth.url}/google/revoke"
+    # Another ISP's own OAuth server, speaking OAUTHBEARER (RFC 7628).
+    settings.OAUTH_GENERIC_LABEL = "Contoso ISP"
+    settings.OAUTH_GENERIC_CLIENT_ID = WEB_CLIENT
+    settings.OAUTH_GENERIC_CLIENT_SECRET = auth.web_secret
+    settings.OAUTH_GENERIC_AUTHORIZE_URL = f"{auth.url}/isp/authorize"
+    settings.OAUTH_GENERIC_TOKEN_URL = f"{auth.url}/isp/token"
+    settings.OAUTH_GENERIC_SCOPES = ["openid", "email", "offline_access", POP_SCOPE, SMTP_SCOPE]
+    settings.OAUTH_GENERIC_MECHANISM = "OAUTHBEARER"
     settings.ISP_CA_FILE = str(ca_file)
 
 
@@ -236,7 +244,11 @@ def sign_in_binding(auth, binding, *, login: str | None = None, by: str = "test"
     )
 
 
-REDIRECT_FOR = {"microsoft": REDIRECT_URIS[0], "google": REDIRECT_URIS[1]}
+REDIRECT_FOR = {
+    "microsoft": REDIRECT_URIS[0],
+    "google": REDIRECT_URIS[1],
+    "generic": REDIRECT_URIS[2],
+}
 
 
 def sign_in_as(auth, client: TokenClient, provider_name: str, login: str) -> TokenSet:

@@ -164,3 +164,12 @@ def test_it_retries_without_pausing_when_the_token_endpoint_is_down(auth, isp, o
     assert binding.state == BindingState.RETRYING and binding.next_fetch_at is not None
     auth.config(token_status=0)
     assert binding_fetch(binding=binding).outcome == FetchOutcome.OK
+
+
+def test_it_fetches_with_oauthbearer_from_another_isps_oauth_server(auth, isp, oauth_isp_settings):
+    binding = oauth_binding(isp, new_mailbox(isp, *MESSAGES[:2]), method="oauth2_generic")
+    sign_in_binding(auth, binding)
+    mark = len(isp.auth_log_lines())
+    run = binding_fetch(binding=binding)
+    assert run.outcome == FetchOutcome.OK and run.messages == 2, run.error
+    assert f"Login: user=<{binding.username}>, method=OAUTHBEARER" in auth_lines(isp, mark)

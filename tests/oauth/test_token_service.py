@@ -12,7 +12,7 @@ from django.utils import timezone
 from mapping import crypto
 from mapping.models import BindingState, OAuthCredential, OAuthState
 from mapping.oauth import grants
-from mapping.oauth.tokens import TokenEndpointError
+from mapping.oauth.tokens import OAuthConfigError, TokenEndpointError
 from tests.factories import BindingFactory
 from tests.oauth.conftest import ALICE, sign_in_binding
 from tests.servers.oauth_authserver import WEB_CLIENT
@@ -156,3 +156,16 @@ def test_it_reencrypts_both_tokens_when_the_keys_rotate(auth, binding, settings)
     assert grants.access_token(binding=binding).token == token
     expire_soon(rotated)
     assert grants.access_token(binding=binding).fresh  # the refresh token decrypts too
+
+
+def test_it_reaches_the_token_endpoint_only_through_the_outbound_guard(auth, binding, settings):
+    cred = sign_in_binding(auth, binding)
+    expire_soon(cred)
+    settings.ISP_ALLOW_PRIVATE_ADDRESSES = False  # the test provider is on 127.0.0.1
+    before = auth.stats()["token_requests"]
+    with pytest.raises(OAuthConfigError) as refused:
+        grants.access_token(binding=binding)
+    assert "127.0.0.1" in refused.value.message and not refused.value.transient
+    assert auth.stats()["token_requests"] == before  # no connection was made
+    cred.refresh_from_db()
+    assert cred.state == OAuthState.OK  # a refused address is no reason to sign in again
