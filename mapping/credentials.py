@@ -41,12 +41,24 @@ def oauth_authenticator(token: grants.AccessToken) -> Authenticator:
     return kind(token.login, token.token)
 
 
-def pop3_login(binding: Binding, client: Client) -> None:
-    """Log a connected client in as the binding, by password or by OAuth token."""
+def pop3_token(binding: Binding) -> grants.AccessToken | None:
+    """The access token a binding that signs in will log in with; None for a password.
+
+    Asked before the POP3 connection is opened: a mailbox that needs sign-in costs the ISP no
+    connection, and a slow token endpoint keeps no POP3 session waiting.
+    """
+    return grants.access_token(binding=binding) if binding.oauth_provider else None
+
+
+def pop3_login(binding: Binding, client: Client, token: grants.AccessToken | None = None) -> None:
+    """Log a connected client in as the binding, by password or by OAuth token.
+
+    ``token``: from ``pop3_token`` before connecting; asked for now when not given.
+    """
     if not binding.oauth_provider:
         client.authenticate(pop3_authenticator(binding, client))
         return
-    token = grants.access_token(binding=binding)
+    token = token or grants.access_token(binding=binding)
     try:
         client.authenticate(oauth_authenticator(token))
     except Pop3OAuthError:

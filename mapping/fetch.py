@@ -215,6 +215,7 @@ class _Fetch:
         seen.intents_reconcile(self.lease, self.writer)
         self.seen = seen.seen_load(self.binding.pk)
         b = self.binding
+        token = credentials.pop3_token(b)  # a mailbox that needs sign-in costs no connection
         sock, _ = outbound.open_connection(b.host, b.port, timeout=settings.POP3_TIMEOUT)
         with Client(
             b.host,
@@ -228,7 +229,7 @@ class _Fetch:
         ) as self.client:
             self.client.connect(sock=sock)
             self.lease.renew_if_due()
-            credentials.pop3_login(b, self.client)  # password or OAuth token (issue 15)
+            credentials.pop3_login(b, self.client, token)  # password or OAuth token (issue 15)
             self.lease.renew_if_due()
             self._plan()
             self._fetch_all()

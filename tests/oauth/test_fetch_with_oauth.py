@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import socket
 from datetime import timedelta
 
 import pytest
@@ -10,7 +11,7 @@ from django.utils import timezone
 
 from mapping import crypto
 from mapping.fetch import binding_fetch
-from mapping.models import BindingState, FetchOutcome, OAuthCredential
+from mapping.models import Binding, BindingState, FetchOutcome, OAuthCredential
 from mapping.oauth import grants, providers
 from mapping.oauth.providers import MICROSOFT_POP_SCOPE
 from tests.fetch.conftest import stored_messages
@@ -149,6 +150,22 @@ def test_it_asks_for_a_sign_in_when_there_never_was_one(auth, isp, oauth_isp_set
     binding.refresh_from_db()
     assert run.outcome == FetchOutcome.NEEDS_SIGN_IN
     assert "not signed in yet" in binding.last_error
+
+
+def test_a_mailbox_that_needs_sign_in_costs_the_isp_no_connection(auth, isp, oauth_isp_settings):
+    # The binding points at a listening socket: any connection attempt would be waiting in
+    # its backlog.
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        binding = oauth_binding(isp, new_mailbox(isp, MESSAGES[0]))
+        Binding.objects.filter(pk=binding.pk).update(
+            host="127.0.0.1", port=listener.getsockname()[1]
+        )
+        binding.refresh_from_db()
+        run = binding_fetch(binding=binding, trigger="manual")
+        listener.settimeout(0.5)
+        with pytest.raises(TimeoutError):
+            listener.accept()
+    assert run.outcome == FetchOutcome.NEEDS_SIGN_IN
 
 
 def test_it_retries_without_pausing_when_the_token_endpoint_is_down(auth, isp, oauth_isp_settings):
