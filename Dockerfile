@@ -31,4 +31,5 @@ RUN echo "postfix postfix/main_mailer_type select No configuration" | debconf-se
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
       postfix dovecot-core dovecot-imapd dovecot-pop3d dovecot-lmtpd dovecot-pgsql \
       libsasl2-modules ca-certificates \
- && rm -rf /var/lib/apt/lists/*
+ && rm -rf /var/lib/apt/lists/* \
+ && adduser --system --group --no-create-home --home /nonexistent aamail-relay

@@ -369,6 +369,16 @@ METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
 # /metrics to add up (prometheus_client's multiprocess mode): shared by web and workers.
 METRICS_DIR = env.path("METRICS_DIR", default=VAR_DIR / "metrics")
 
+# --- Issue 15: outgoing mail of senders who sign in (Postfix pipe transport isp_oauth) -------
+# The unprivileged user Postfix runs the submitter as: the only user, besides root, the token
+# socket answers (create it: adduser --system --group --no-create-home aamail-relay).
+MAIL_OAUTH_RELAY_USER = env.str("MAIL_OAUTH_RELAY_USER", default="aamail-relay")
+# The interpreter pipe(8) runs the standard-library submitter with: readable by that user,
+# outside any private home (oauth2.md §4 snag 7).
+MAIL_OAUTH_SUBMIT_PYTHON = env.str("MAIL_OAUTH_SUBMIT_PYTHON", default="/usr/bin/python3")
+# Where the lookup server hands out access tokens; default MAIL_RUN_DIR/oauth-token/token.sock.
+MAIL_OAUTH_TOKEN_SOCKET = env.str("MAIL_OAUTH_TOKEN_SOCKET", default="") or None
+
 # Rate limits and Detect's places live here: one process (the embedded default) may keep
 # them in memory; more than one needs a cache they share, e.g. redis://127.0.0.1:6379/1
 # (the deploy check refuses anything else).

@@ -7,9 +7,17 @@ the session never holds them in clear, and no page ever renders them (render_val
 A password field left blank on a revisited step keeps the sealed value. A sealed value the
 current ISP_SECRET_KEYS cannot open (its key was removed after rotation) is treated as never
 typed: the step asks for that password again instead of failing.
+
+"Sign in with Microsoft / Google" on the Map settings step (issue 15): the button stores the
+step as it is and sends the browser to the provider; the callback seals the tokens the same
+way (``oauth_hold``: one ciphertext in the wizard's storage, with the mailbox and servers
+they were made for) and ``done()`` hands them to the new binding. A sign-in is used only for
+the server, port, security and mailbox it was made for.
 """
 
 from __future__ import annotations
+
+import json
 
 from django.contrib import messages
 from django.http import HttpRequest
@@ -24,8 +32,11 @@ from audit import services as audit
 from domains.models import Security
 from mapping import crypto, services
 from mapping.forms import POLICY_FIELDS, POP3_ENDPOINT, SMTP_ENDPOINT, MapSettingsForm
+from mapping.models import AuthMethod
+from mapping.oauth import signin
+from mapping.oauth.tokens import OAuthError, mailbox_matches
 
-from .access import ConsoleMixin, get_domain_for, may_use_console
+from .access import ConsoleMixin, account_of, get_domain_for, may_use_console
 from .forms import BasicInformationForm, RemainingSettingsForm
 from .models import AccountKind
 
@@ -120,6 +131,62 @@ def _without_secrets(cleaned: dict | None, step: str) -> dict:
     return {k: v for k, v in (cleaned or {}).items() if k not in SECRET_FIELDS[step]}
 
 
+# --- "Sign in with …" on the Map settings step (issue 15) ---------------------------------
+
+OAUTH_KEY = "oauth_sign_in"
+OAUTH_ENDPOINT = (*POP3_ENDPOINT, *SMTP_ENDPOINT[:3])
+
+
+def _endpoint_of(step_data) -> dict[str, str]:
+    return {
+        name: str(_value(step_data, f"{MAP}-{name}")).strip().lower() for name in OAUTH_ENDPOINT
+    }
+
+
+@sensitive_variables()
+def oauth_hold(
+    request: HttpRequest, domain_id: int, *, provider_name: str, mailbox: str, tokens
+) -> str:
+    """Seal a finished sign-in into the wizard; "" when kept, else why not, in words."""
+    storage = _storage(request, domain_id)
+    step = storage.get_step_data(MAP) or {}
+    login = str(_value(step, f"{MAP}-username"))
+    if not mailbox_matches(mailbox, login):
+        return (
+            f"{mailbox} signed in, but the ISP account on the Map settings step is "
+            f"{login or '(empty)'}; nothing was kept. Sign in as {login or 'that mailbox'} "
+            "(a private browser window avoids the provider's remembered account)."
+        )
+    held = {
+        "provider": provider_name,
+        "remote_login": mailbox,
+        "endpoint": _endpoint_of(step),
+        "access_token": tokens.access_token,
+        "refresh_token": tokens.refresh_token or "",
+        "expires_at": tokens.expires_at,
+        "scope": tokens.scope,
+    }
+    storage.extra_data = {**storage.extra_data, OAUTH_KEY: crypto.encrypt(json.dumps(held))}
+    return ""
+
+
+@sensitive_variables()
+def _oauth_unseal(storage) -> dict | None:
+    sealed = (storage.extra_data or {}).get(OAUTH_KEY)
+    raw = _unseal(sealed) if sealed else None
+    return json.loads(raw) if raw else None
+
+
+@sensitive_variables()
+def oauth_held_token(request: HttpRequest, domain_id: int, endpoint: dict) -> dict | None:
+    """The sealed sign-in for Detect, if it was made for ``endpoint``'s servers."""
+    held = _oauth_unseal(_storage(request, domain_id))
+    if held is None:
+        return None
+    current = {name: str(endpoint.get(name, "")).strip().lower() for name in OAUTH_ENDPOINT}
+    return held if held["endpoint"] == current else None
+
+
 def _map_step_applies(wizard: AccountCreationWizard) -> bool:
     # Shown only where the domain type allows a binding for the chosen kind (the seed's
     # "map to account" rules); before the kind is chosen, assume a normal account.
@@ -186,7 +253,41 @@ class AccountCreationWizard(ConsoleMixin, NamedUrlSessionWizardView):
         names = SECRET_FIELDS.get(step, ())
         tokens = {name: stored.get(f"{step}-{name}{SEALED}") for name in names}
         kept = frozenset(name for name, token in tokens.items() if token and _unseal(token))
-        return {"domain": self.domain, "kept_secrets": kept}
+        kwargs = {"domain": self.domain, "kept_secrets": kept}
+        if step == MAP:
+            kwargs["oauth_signed_in"] = self._signed_in()
+        return kwargs
+
+    def _signed_in(self) -> dict | None:
+        """Who signed in on the Map settings step, and for which servers (no tokens)."""
+        held = _oauth_unseal(self.storage)
+        if held is None:
+            return None
+        return {k: held[k] for k in ("provider", "remote_login", "endpoint")}
+
+    def post(self, *args, **kwargs):
+        provider_name = self.request.POST.get("oauth_sign_in")
+        if provider_name and self.steps.current == MAP:
+            return self._sign_in(provider_name)
+        return super().post(*args, **kwargs)
+
+    def _sign_in(self, provider_name: str):
+        """Keep the step as typed, then off to the provider (the callback comes back here)."""
+        form = self.get_form(data=self.request.POST, files=self.request.FILES)
+        self.storage.set_step_data(MAP, self.process_step(form))
+        login = self.request.POST.get(f"{MAP}-username", "").strip()
+        try:
+            url = signin.sign_in_start(
+                self.request.session,
+                provider_name=provider_name,
+                admin_id=self.request.user.pk,
+                target=f"wizard:{self.domain.pk}",
+                login_hint=login,
+            )
+        except OAuthError as exc:
+            messages.error(self.request, exc.message)
+            return redirect(self.get_step_url(MAP))
+        return redirect(url)
 
     # --- passwords: sealed in storage, clear only in memory ------------------------------
 
@@ -236,6 +337,8 @@ class AccountCreationWizard(ConsoleMixin, NamedUrlSessionWizardView):
         context = super().get_context_data(form=form, **kwargs)
         steps = [(name, self.form_list[name].title) for name in self.get_form_list()]
         context.update(domain=self.domain, step_titles=steps, title=form.title)
+        if self.steps.current == MAP:
+            context["oauth_signed_in"] = self._signed_in()
         if self.steps.current == FINISH:
             context["summary"] = self._summary()
         return context
@@ -247,7 +350,13 @@ class AccountCreationWizard(ConsoleMixin, NamedUrlSessionWizardView):
         if MAP in self.get_form_list():
             mapped = _without_secrets(self.get_cleaned_data_for_step(MAP), MAP)
         labels = dict(Security.choices)
+        sign_in = ""
+        method = (mapped or {}).get("auth_method", AuthMethod.PASSWORD)
+        held = self._signed_in() if method != AuthMethod.PASSWORD else None
+        if held:  # issue 15: who signed in, no password
+            sign_in = f"{dict(AuthMethod.choices)[method]}: signed in as {held['remote_login']}"
         return {
+            "sign_in": sign_in,
             "address": f"{basic.get('localpart', '?')}@{self.domain.name}",
             "security": labels.get((mapped or {}).get("security"), ""),
             "smtp_security": labels.get((mapped or {}).get("smtp_security"), ""),
@@ -265,10 +374,15 @@ class AccountCreationWizard(ConsoleMixin, NamedUrlSessionWizardView):
         binding, secrets = None, {}
         if MAP in form_dict:
             m = form_dict[MAP].cleaned_data
-            fields = [*POP3_ENDPOINT, *SMTP_ENDPOINT, *POLICY_FIELDS]
+            fields = [*POP3_ENDPOINT, "auth_method", *SMTP_ENDPOINT, *POLICY_FIELDS]
             binding = {name: m[name] for name in fields}
             binding["enabled"] = finish["fetch_enabled"]
             secrets = {"isp_password": m["isp_password"], "smtp_password": m["smtp_password"]}
+            if m["auth_method"] != AuthMethod.PASSWORD:
+                held = _oauth_unseal(self.storage)
+                who = account_of(self.request.user)
+                by = who.address if who else self.request.user.get_username()
+                secrets = {"oauth": held, "signed_in_by": by}
         account, row = services.account_create_with_binding(
             domain=self.domain,
             localpart=basic["localpart"],

@@ -82,7 +82,14 @@ def make_ca_and_cert(
     directory = Path(directory)
     now = dt.datetime.now(dt.UTC)
     ca_key = _key()
-    ca_name = _name("AAMail test CA")
+    # One CN for every test CA (what Detect shows), but a distinct name per CA: OpenSSL finds
+    # an issuer by its whole name, so two CAs in one bundle must not share it.
+    ca_name = x509.Name(
+        [
+            x509.NameAttribute(NameOID.COMMON_NAME, "AAMail test CA"),
+            x509.NameAttribute(NameOID.SERIAL_NUMBER, str(x509.random_serial_number())),
+        ]
+    )
     ca = (
         x509.CertificateBuilder()
         .subject_name(ca_name)

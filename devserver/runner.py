@@ -36,7 +36,11 @@ class OfficeMailServer:
     def __init__(self, config: mailconfig.MailConfig, *, with_mailmap: bool = True) -> None:
         self.config = config
         self.mapserver = (
-            BackgroundMapServer(Path(config.mailmap_socket), local_transport=config.local_transport)
+            BackgroundMapServer(
+                Path(config.mailmap_socket),
+                local_transport=config.local_transport,
+                token_path=Path(config.oauth_token_socket),
+            )
             if with_mailmap
             else None
         )

@@ -19,6 +19,7 @@ from __future__ import annotations
 import grp
 import os
 import re
+import shutil
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -27,6 +28,7 @@ from django.db import connections
 from django.template import Context, Engine
 
 from accounts.mailbox import MailOwnerError, mail_owner
+from mapping.oauth import submit
 
 from . import layout
 from .layout import Ports
@@ -34,6 +36,7 @@ from .layout import Ports
 __all__ = ["ConfigError", "MailConfig", "Ports", "render", "write"]
 
 TEMPLATE_DIR = Path(__file__).resolve().parent / "templates" / "mailservice"
+SUBMITTER = Path(submit.__file__)  # mapping/oauth/submit.py, the isp_oauth pipe's program
 SYSTEM_CA_FILE = "/etc/ssl/certs/ca-certificates.crt"
 SYSTEM_CA_PATH = "/etc/ssl/certs"
 DH_FILE = "/usr/share/dovecot/dh.pem"
@@ -82,6 +85,10 @@ class MailConfig:
     message_size_limit: int = 52_428_800
     doveadm_api_key: str = ""  # enables doveadm's HTTP API (auth cache flush from the web)
     doveadm_http_port: int = 8080
+    # Issue 15: the isp_oauth pipe transports (senders who sign in with Microsoft / Google).
+    oauth_token_socket: str = ""
+    oauth_relay_user: str = "aamail-relay"
+    oauth_submit_python: str = "/usr/bin/python3"
 
     # --- construction ------------------------------------------------------------------
 
@@ -118,6 +125,9 @@ class MailConfig:
             message_size_limit=settings.MAIL_MESSAGE_SIZE_LIMIT,
             doveadm_api_key=settings.DOVEADM_API_KEY,
             doveadm_http_port=settings.DOVEADM_HTTP_PORT,
+            oauth_token_socket=str(layout.oauth_token_socket(run_dir)),
+            oauth_relay_user=settings.MAIL_OAUTH_RELAY_USER,
+            oauth_submit_python=settings.MAIL_OAUTH_SUBMIT_PYTHON,
         )
         if "sql_driver" not in overrides:
             values.update(dovecot_database())
@@ -181,6 +191,11 @@ class MailConfig:
         return layout.local_transport(self.run_dir)
 
     @property
+    def oauth_submitter(self) -> Path:
+        """Where `write()` puts the submitter the isp_oauth pipe runs."""
+        return layout.oauth_submitter(self.config_dir)
+
+    @property
     def is_private(self) -> bool:
         return self.listen.startswith("127.")
 
@@ -198,11 +213,21 @@ class MailConfig:
             ("MAIL_RUN_DIR", self.run_dir),
             ("MAILMAP_SOCKET", self.mailmap_socket),
             ("MAIL_CONFIG_DIR", self.config_dir),
+            ("MAIL_OAUTH_TOKEN_SOCKET", self.oauth_token_socket),
+            ("MAIL_OAUTH_SUBMIT_PYTHON", self.oauth_submit_python),
         ]:
             if not _SAFE_PATH.match(value):
                 raise ConfigError(
                     f"{label} = {value!r}: use an absolute path of letters, digits and . _ - + /"
                 )
+        if not re.match(r"^[a-z_][a-z0-9_-]{0,31}$", self.oauth_relay_user) or (
+            self.oauth_relay_user in ("root", "postfix")
+        ):
+            # pipe(8) refuses root and the mail_owner; the name goes into master.cf.
+            raise ConfigError(
+                f"MAIL_OAUTH_RELAY_USER = {self.oauth_relay_user!r}: name an unprivileged "
+                "user of its own (not root, not postfix), e.g. aamail-relay."
+            )
         if not _SAFE_HOST.match(self.hostname):
             raise ConfigError(f"MAIL_HOSTNAME = {self.hostname!r} is not a host name.")
         if self.listen and not re.match(r"^\d{1,3}(\.\d{1,3}){3}$", self.listen):
@@ -211,6 +236,7 @@ class MailConfig:
         for label, path in [
             ("MAILMAP_SOCKET", self.mailmap_socket),
             ("MAIL_RUN_DIR", str(self.auth_socket)),
+            ("MAIL_OAUTH_TOKEN_SOCKET", self.oauth_token_socket),
         ]:
             if len(path.encode()) > 100:
                 raise ConfigError(
@@ -288,6 +314,7 @@ def render(config: MailConfig) -> dict[str, str]:
             "quota_message": QUOTA_MESSAGE,
             "relay_notices_address": layout.RELAY_NOTICES_ADDRESS,
             "relay_notices_dir": layout.RELAY_NOTICES_DIR,
+            "oauth_submitter": config.oauth_submitter,
         },
         autoescape=False,  # configuration files, not HTML
     )
@@ -312,7 +339,17 @@ def write(config: MailConfig, out_dir: str | Path | None = None) -> list[Path]:
         if relative.endswith("sql.conf.ext"):
             _chgrp(path, "dovecot")
         written.append(path)
+    written.append(_write_submitter(out / "postfix"))
     return written
+
+
+def _write_submitter(directory: Path) -> Path:
+    # A copy where pipe(8)'s unprivileged user can read it: the checkout may live under a
+    # private home (oauth2.md §4 snag 7). Standard library only, so no virtualenv needed.
+    path = directory / layout.OAUTH_SUBMITTER_NAME
+    shutil.copyfile(SUBMITTER, path)
+    path.chmod(0o755)
+    return path
 
 
 def _chgrp(path: Path, group: str) -> None:

@@ -63,6 +63,23 @@ def mailmap_socket(run: str | Path | None = None) -> Path:
     return Path(run or run_dir()) / "mailmap" / "mailmap.sock"
 
 
+def oauth_token_socket(run: str | Path | None = None) -> Path:
+    """MAIL_OAUTH_TOKEN_SOCKET, else MAIL_RUN_DIR/oauth-token/token.sock: where the lookup
+    server hands access tokens to the isp_oauth pipe's submitter (issue 15)."""
+    if settings.MAIL_OAUTH_TOKEN_SOCKET:
+        return Path(settings.MAIL_OAUTH_TOKEN_SOCKET)
+    return Path(run or run_dir()) / "oauth-token" / "token.sock"
+
+
+def oauth_submitter(config: str | Path | None = None) -> Path:
+    """The submitter's copy Postfix's pipe runs: MAIL_CONFIG_DIR/postfix/oauth-submit.py
+    (readable by the relay user, unlike a checkout under a private home)."""
+    return Path(config or config_dir()) / "postfix" / OAUTH_SUBMITTER_NAME
+
+
+OAUTH_SUBMITTER_NAME = "oauth-submit.py"
+
+
 def dovecot_base_dir(run: str | Path | None = None) -> Path:
     """Dovecot's base_dir, where it puts the LMTP and auth sockets Postfix uses."""
     return Path(run or run_dir()) / "dovecot"

@@ -13,6 +13,7 @@
 | no_relay           | check_recipient_access, sender without relay | recipient   |
 | relay_transport    | sender_dependent_default_transport_maps      | MAIL FROM   |
 | relay_credentials  | smtp_sasl_password_maps                      | MAIL FROM   |
+| oauth_token        | the isp_oauth pipe's submitter (own socket)  | MAIL FROM   |
 
 Who receives what: an address with an office account is delivered here (Dovecot LMTP). Any
 other address of a Standard-mode domain does not exist (550). A Map or Share mode domain is
@@ -26,6 +27,13 @@ the database itself (one query per lookup, `DATABASE`), or an in-memory copy of 
 that the lookup server keeps only while it knows the copy is current (snapshot.py). Any error
 answers TEMP (the mail waits in a queue); NOTFOUND means "really not here". The ISP password is
 decrypted only here, just before it is handed to Postfix, and never logged.
+
+Senders whose relay binding signs in with Microsoft / Google (issue 15) relay through the
+``isp_oauth`` pipe transports instead of Postfix's SMTP client (which has no XOAUTH2 on
+Debian 12, shared/oauth2.md §4 snag 6): ``relay_transport`` names them, ``relay_credentials``
+has nothing for them, and ``oauth_token`` hands the pipe's submitter a fresh access token
+(the token service refreshes it when needed). That map is never answered from a snapshot
+nor on Postfix's socket: only on its own socket, to the pipe's user (``TOKEN_MAPS``).
 """
 
 from __future__ import annotations
@@ -42,7 +50,9 @@ from django.db import connection
 from accounts.models import Account, AccountKind
 from domains.models import DomainType, Security
 from mapping import crypto, outbound
-from mapping.models import Binding
+from mapping.models import AuthMethod, Binding
+from mapping.oauth import grants
+from mapping.oauth.tokens import OAuthError
 
 from . import layout
 from .socketmap import NOTFOUND, Reply, Request, ok, perm, temp
@@ -68,6 +78,8 @@ TRANSPORTS = {
     Security.SSL: "isp_smtps",
     Security.NONE: "isp_plain",
 }
+# Issue 15: pipe(8) transports that submit with AUTH XOAUTH2 (master.cf); no plain variant.
+OAUTH_TRANSPORTS = {Security.STARTTLS: "isp_oauth", Security.SSL: "isp_oauth_smtps"}
 # A next-hop host goes into a transport(5) value: letters, digits, dots and hyphens only.
 _HOSTNAME = re.compile(r"^[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?$")
 
@@ -102,6 +114,12 @@ class RelayRow:
     username: str
     smtp_password_encrypted: str
     password_encrypted: str
+    auth_method: str = AuthMethod.PASSWORD
+
+    @property
+    def signs_in(self) -> bool:
+        """The binding signs in with OAuth (issue 15): it relays through isp_oauth."""
+        return self.auth_method != AuthMethod.PASSWORD
 
     @property
     def host(self) -> str:
@@ -125,7 +143,7 @@ _MAILBOX_COLUMNS = """
 SELECT a.localpart, d.name, a.kind,
        b.smtp_host, d.smtp_host, b.host, b.smtp_port, b.smtp_security, b.smtp_username,
        b.username, b.smtp_password_encrypted, b.password_encrypted,
-       d.domain_type
+       d.domain_type, b.auth_method
 FROM accounts_account a
 JOIN domains_domain d ON d.id = a.domain_id
 LEFT JOIN mapping_binding b ON b.id = (
@@ -162,7 +180,7 @@ def mailbox_from_row(row) -> Mailbox:
     """A row of _MAILBOX_COLUMNS → Mailbox (no relay for special local staff)."""
     relay = None
     if row[5] is not None and row[2] != AccountKind.SPECIAL_LOCAL_STAFF:
-        relay = RelayRow(*row[3:12])
+        relay = RelayRow(*row[3:12], auth_method=row[13])
     return Mailbox(f"{row[0]}@{row[1]}", row[0], row[1], row[2], relay, row[12])
 
 
@@ -368,7 +386,13 @@ def relay_transport(key: str, ctx: Context) -> Reply:
         if refused:
             # The error transport bounces the mail with these words; nothing is sent.
             return ok(f"error:5.7.1 {refused}")
-        return ok(f"{TRANSPORTS[relay.smtp_security]}:{_next_hop(relay.host, relay.smtp_port)}")
+        hop = _next_hop(relay.host, relay.smtp_port)
+        if relay.signs_in:
+            oauth = OAUTH_TRANSPORTS.get(relay.smtp_security)
+            if oauth is None:  # the model refuses it; a token never travels in clear
+                return ok("error:5.7.1 an OAuth relay needs STARTTLS or SSL/TLS")
+            return ok(f"{oauth}:{hop}")
+        return ok(f"{TRANSPORTS[relay.smtp_security]}:{hop}")
     smart_host = _smart_host(mailbox.domain)
     if smart_host:
         host, _, port = smart_host.rpartition(":")
@@ -378,7 +402,7 @@ def relay_transport(key: str, ctx: Context) -> Reply:
 
 def relay_credentials(key: str, ctx: Context) -> Reply:
     mailbox = ctx.source.mailbox(key)
-    if mailbox is None or mailbox.relay is None:
+    if mailbox is None or mailbox.relay is None or mailbox.relay.signs_in:
         return NOTFOUND  # also the "[host]:port" key Postfix tries after the sender
     username, password = mailbox.relay.credentials()
     if ":" in username:
@@ -400,7 +424,54 @@ MAPS = {
     "relay_transport": relay_transport,
     "relay_credentials": relay_credentials,
 }
-SECRET_MAPS = {"relay_credentials"}
+SECRET_MAPS = {"relay_credentials", "oauth_token"}
+
+
+def oauth_token(key: str) -> Reply:
+    """``OK <login>:<access token>`` for a sender relaying by OAuth, fresh from the token
+    service (refreshed under its lock when < 5 minutes are left); TEMP with the reason when
+    none can be had: the mail is deferred, never sent without authentication."""
+    mailbox = mailbox_for_address(key)  # the database, never a snapshot
+    if mailbox is None or mailbox.relay is None or not mailbox.relay.signs_in:
+        return NOTFOUND
+    account = Account.objects.select_related("domain").get(
+        domain__name=mailbox.domain, localpart=mailbox.localpart
+    )
+    binding = account_relay_binding(account=account)
+    if binding is None or not binding.oauth_provider:
+        return NOTFOUND
+    try:
+        token = grants.access_token(binding=binding)
+    except grants.NeedsSignInError as exc:
+        return temp(_printable(f"needs a new sign-in in AAMail: {exc.message}"))
+    except OAuthError as exc:
+        return temp(_printable(f"token refresh failed: {exc.message}"))
+    if ":" in token.login:
+        return temp("the ISP login contains ':'")
+    return ok(f"{token.login}:{token.token}")
+
+
+def _printable(text: str) -> str:
+    return "".join(ch for ch in text if ch.isprintable())[:400]
+
+
+TOKEN_MAPS = {"oauth_token": oauth_token}
+
+
+def token_answer(request: Request) -> Reply:
+    """Answer the token socket (only ``TOKEN_MAPS``); TEMP on any error, as ``answer``."""
+    lookup = TOKEN_MAPS.get(request.name)
+    if lookup is None:
+        return perm(f"unknown map {request.name!r}")
+    try:
+        reply = lookup(request.key)
+    except Exception as exc:
+        if not connection.in_atomic_block:
+            connection.close()
+        log.error("mailmap: %s %r failed: %s", request.name, request.key, type(exc).__name__)
+        return temp("lookup failed")
+    log.debug("mailmap: %s %r -> %s", request.name, request.key, reply.status)
+    return reply
 
 
 def answer(

@@ -172,11 +172,54 @@ class MapServer(SocketmapServer):
 
     workers: LookupWorkers
     cache: snapshot.SnapshotCache
+    token_server: SocketmapServer | None = None
 
     def server_close(self) -> None:
         super().server_close()
+        if self.token_server is not None:
+            self.token_server.shutdown()
+            self.token_server.server_close()
         self.workers.close()
         self.cache.close()
+
+
+def relay_user() -> tuple[int, int] | None:
+    """(uid, gid) of MAIL_OAUTH_RELAY_USER, the isp_oauth pipe's user; None if it does not
+    exist here (then only root may ask for tokens, and OAuth senders' mail is deferred)."""
+    name = settings.MAIL_OAUTH_RELAY_USER
+    try:
+        entry = pwd.getpwuid(int(name)) if str(name).isdigit() else pwd.getpwnam(name)
+    except KeyError:
+        return None
+    return entry.pw_uid, entry.pw_gid
+
+
+def build_token_server(path: Path | None = None) -> SocketmapServer:
+    """The token socket (issue 15): only ``oauth_token``, only for root and the relay user.
+
+    Its own socket, so that Postfix's processes (which may ask every other map) cannot get
+    a token, and the relay user gets no other secret. Each connection answers in its own
+    thread from the database (never a snapshot) and closes its database connection when
+    the submitter hangs up: one submission, one connection, whatever a refresh costs.
+    """
+    relay = relay_user()
+    uids = {0, os.getuid()} | ({relay[0]} if relay else set())
+    path = path or layout.oauth_token_socket()
+    if relay is None:
+        log.warning(
+            "mailmap: no user %s: mail of senders who sign in will wait (deferred) until it "
+            "exists (docs/oauth2.md)",
+            settings.MAIL_OAUTH_RELAY_USER,
+        )
+    return SocketmapServer(
+        path,
+        lookups.token_answer,
+        allowed_uids=uids,
+        group=relay[1] if relay else None,
+        max_request=settings.MAILMAP_MAX_REQUEST,
+        idle_timeout=settings.MAILMAP_IDLE_TIMEOUT,
+        on_connection_closed=lookups.thread_finished,
+    )
 
 
 def build_server(
@@ -184,8 +227,10 @@ def build_server(
     stats: LatencyStats | None = None,
     *,
     local_transport: str | None = None,
+    token_path: Path | None = None,
 ) -> MapServer:
-    """The lookup server on `path` (default: the configured socket), not yet serving.
+    """The lookup server on `path` (default: the configured socket), not yet serving; its
+    token socket (`token_path`, default the configured one) serves already, in a thread.
 
     `local_transport` is how Postfix reaches Dovecot's LMTP (default: the configured
     socket); the tests' private instances pass their own.
@@ -209,20 +254,36 @@ def build_server(
     server.workers = workers
     server.cache = cache
     cache.start()
+    server.token_server = build_token_server(token_path)
+    threading.Thread(
+        target=server.token_server.serve_forever,
+        kwargs={"poll_interval": 0.2},
+        name="mailmap-token",
+        daemon=True,
+    ).start()
     return server
 
 
 class BackgroundMapServer:
     """The lookup server in a thread of this process (tests, `mailserver`)."""
 
-    def __init__(self, path: Path | None = None, *, local_transport: str | None = None) -> None:
+    def __init__(
+        self,
+        path: Path | None = None,
+        *,
+        local_transport: str | None = None,
+        token_path: Path | None = None,
+    ) -> None:
         self.path = path or socket_path()
         self.local_transport = local_transport
+        self.token_path = token_path
         self.server: SocketmapServer | None = None
         self._thread: threading.Thread | None = None
 
     def start(self) -> BackgroundMapServer:
-        self.server = build_server(self.path, local_transport=self.local_transport)
+        self.server = build_server(
+            self.path, local_transport=self.local_transport, token_path=self.token_path
+        )
         self._thread = threading.Thread(
             target=self.server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True
         )

@@ -64,6 +64,8 @@ from .crypto import SecretKeyError
 from .lease import Holder, Lease, LeaseLostError, lease_acquire
 from .maildir import Delivery, MaildirWriter, Syncer
 from .models import Binding, FetchRun, LeavePolicy
+from .oauth.grants import NeedsSignInError
+from .oauth.tokens import OAuthError
 from .pop3 import Batch, Client, Pop3AuthError, Pop3Error, Security, protocol
 from .tls import isp_ssl_context
 
@@ -106,6 +108,10 @@ def binding_fetch(
         note = job.execute()
     except LeaseLostError:
         status.record_lost(run)
+    except NeedsSignInError as exc:  # issue 15: only a person signing in again helps
+        _fail(lease, run, job, exc.message, "sign_in")
+    except OAuthError as exc:  # the token endpoint: down (transient) or misconfigured
+        _fail(lease, run, job, exc.message, "transient" if exc.transient else "permanent")
     except Pop3AuthError as exc:
         _fail(lease, run, job, exc.message, "transient" if exc.transient else "auth")
     except Pop3Error as exc:
@@ -209,6 +215,7 @@ class _Fetch:
         seen.intents_reconcile(self.lease, self.writer)
         self.seen = seen.seen_load(self.binding.pk)
         b = self.binding
+        token = credentials.pop3_token(b)  # a mailbox that needs sign-in costs no connection
         sock, _ = outbound.open_connection(b.host, b.port, timeout=settings.POP3_TIMEOUT)
         with Client(
             b.host,
@@ -222,7 +229,7 @@ class _Fetch:
         ) as self.client:
             self.client.connect(sock=sock)
             self.lease.renew_if_due()
-            self.client.authenticate(credentials.pop3_authenticator(b, self.client))
+            credentials.pop3_login(b, self.client, token)  # password or OAuth token (issue 15)
             self.lease.renew_if_due()
             self._plan()
             self._fetch_all()

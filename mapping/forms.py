@@ -17,11 +17,19 @@ from accounts.models import Account
 from domains.names import normalize_domain_name
 
 from . import outbound
-from .models import Binding, LeavePolicy, validate_protocol_safe
+from .models import OAUTH_PROVIDERS, AuthMethod, Binding, LeavePolicy, validate_protocol_safe
+from .oauth.providers import ProviderError, provider
+from .oauth.tokens import mailbox_matches
 
 POP3_ENDPOINT = ("host", "port", "security", "username")
 SMTP_ENDPOINT = ("smtp_host", "smtp_port", "smtp_security", "smtp_username")
-CONNECTION_FIELDS = [*POP3_ENDPOINT, "isp_password", *SMTP_ENDPOINT, "smtp_password"]
+CONNECTION_FIELDS = [
+    *POP3_ENDPOINT,
+    "auth_method",
+    "isp_password",
+    *SMTP_ENDPOINT,
+    "smtp_password",
+]
 POLICY_FIELDS = ["is_outgoing_relay", "leave_policy", "delete_after_days", "fetch_interval_minutes"]
 BINDING_FIELDS = [*CONNECTION_FIELDS, *POLICY_FIELDS, "enabled"]
 PASSWORDS = ("isp_password", "smtp_password")
@@ -34,6 +42,10 @@ HELP = {
     "is_outgoing_relay": (
         "Mail this account sends to the outside leaves through this ISP SMTP server, with "
         "this ISP login. Without an outgoing relay the account can only write internally."
+    ),
+    "auth_method": (
+        "Microsoft 365 and Gmail take no password from a program: choose Sign in, then sign "
+        "in as the ISP account's mailbox with the Sign in button. No password is stored then."
     ),
 }
 RETYPE = {
@@ -108,6 +120,8 @@ def require_retyped(form: forms.Form, before: Binding, cleaned: dict) -> None:
 class BindingForm(forms.ModelForm):
     """The POP3 remote tab: add or modify one remote POP3 account."""
 
+    discards_sign_in = False  # an OAuth binding's server, mailbox or provider changed
+
     isp_password = _password(
         "ISP password", "The password of the mailbox at the ISP. Stored encrypted."
     )
@@ -122,6 +136,7 @@ class BindingForm(forms.ModelForm):
         super().__init__(*args, **kwargs)
         self.instance.account = account
         self.fields["leave_policy"].choices = LeavePolicy.choices
+        self.fields["auth_method"].required = False  # absent: as stored, else a password
         if self.instance.pk:
             self.fields[
                 "isp_password"
@@ -138,11 +153,20 @@ class BindingForm(forms.ModelForm):
         self.initial.setdefault("smtp_security", domain.smtp_security)
         self.initial.setdefault("is_outgoing_relay", not account.bindings.exists())
 
+    def clean_auth_method(self) -> str:
+        stored = self.instance.auth_method if self.instance.pk else AuthMethod.PASSWORD
+        return self.cleaned_data.get("auth_method") or stored
+
     def clean(self) -> dict:
         cleaned = super().clean()
         refuse_guarded_hosts(self, cleaned)
+        if cleaned.get("auth_method", AuthMethod.PASSWORD) != AuthMethod.PASSWORD:
+            self._clean_oauth(cleaned)
+            return cleaned
         if self.instance.pk:  # the instance still holds the stored values until _post_clean
             require_retyped(self, self.instance, cleaned)
+            # Back from a sign-in to a password: the grant is of no use any more.
+            self.discards_sign_in = self.instance.auth_method != AuthMethod.PASSWORD
         password = cleaned.get("isp_password")
         if password:
             self.instance.set_isp_password(password)
@@ -153,6 +177,31 @@ class BindingForm(forms.ModelForm):
         if cleaned.get("leave_policy") != LeavePolicy.DELETE_AFTER:
             cleaned["delete_after_days"] = None
         return cleaned
+
+    def _clean_oauth(self, cleaned: dict) -> None:
+        """Sign in instead of a password (issue 15): no password is kept; a sign-in is bound
+        to the servers and mailbox it was made for, like a password (issue 11)."""
+        method = cleaned["auth_method"]
+        oauth_provider_check(self, method)
+        before = self.instance
+        self.discards_sign_in = bool(before.pk) and (
+            before.auth_method != method
+            or endpoint_moved(before, cleaned, POP3_ENDPOINT)
+            or endpoint_moved(before, cleaned, SMTP_ENDPOINT[:3])
+        )
+        # An OAuth binding keeps no ISP password: what was stored for the old method goes.
+        before.password_encrypted = before.smtp_password_encrypted = ""
+        cleaned["isp_password"] = cleaned["smtp_password"] = ""
+        if cleaned.get("leave_policy") != LeavePolicy.DELETE_AFTER:
+            cleaned["delete_after_days"] = None
+
+
+def oauth_provider_check(form: forms.Form, method: str) -> None:
+    """An error on the sign-in field when that provider is not set up in the settings."""
+    try:
+        provider(OAUTH_PROVIDERS[method])
+    except ProviderError as exc:
+        form.add_error("auth_method", exc.message)
 
 
 def _with_model_fields(form_class: type[forms.Form], names: list[str]) -> None:
@@ -185,6 +234,13 @@ class MapConnectionForm(WizardStepForm):
         help_text="Detect tests the SMTP relay when this mailbox carries outgoing mail.",
     )
 
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["auth_method"].required = False  # absent: an ISP password
+
+    def clean_auth_method(self) -> str:
+        return self.cleaned_data.get("auth_method") or AuthMethod.PASSWORD
+
     def clean_host(self) -> str:
         return _host(self.cleaned_data["host"], "ISP server address")
 
@@ -192,7 +248,7 @@ class MapConnectionForm(WizardStepForm):
         return _host(self.cleaned_data["smtp_host"], "SMTP server")
 
 
-_with_model_fields(MapConnectionForm, [*POP3_ENDPOINT, *SMTP_ENDPOINT])
+_with_model_fields(MapConnectionForm, [*POP3_ENDPOINT, "auth_method", *SMTP_ENDPOINT])
 
 
 class MapSettingsForm(MapConnectionForm):
@@ -201,16 +257,21 @@ class MapSettingsForm(MapConnectionForm):
     title = "Map settings"
     field_order = [*CONNECTION_FIELDS, *POLICY_FIELDS]
 
-    def __init__(self, *args, **kwargs) -> None:
+    def __init__(self, *args, oauth_signed_in: dict | None = None, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         del self.fields["test_smtp"]  # Detect's option, not a setting of the binding
         self.fields["leave_policy"].choices = LeavePolicy.choices
         self.fields["is_outgoing_relay"].initial = True
+        # The sign-in the wizard holds (sealed): {"provider", "remote_login"}, or None.
+        self.oauth_signed_in = oauth_signed_in
 
     def clean(self) -> dict:
         cleaned = super().clean()
         refuse_guarded_hosts(self, cleaned)
-        if not cleaned.get("isp_password") and "isp_password" not in self.errors:
+        method = cleaned.get("auth_method") or AuthMethod.PASSWORD
+        if method != AuthMethod.PASSWORD:
+            self._clean_oauth(cleaned, method)
+        elif not cleaned.get("isp_password") and "isp_password" not in self.errors:
             self.add_error("isp_password", "The ISP password is required.")
         if cleaned.get("leave_policy") == LeavePolicy.DELETE_AFTER:
             if not cleaned.get("delete_after_days"):
@@ -218,6 +279,27 @@ class MapSettingsForm(MapConnectionForm):
         else:
             cleaned["delete_after_days"] = None
         return cleaned
+
+    def _clean_oauth(self, cleaned: dict, method: str) -> None:
+        oauth_provider_check(self, method)
+        label = dict(AuthMethod.choices)[method]
+        for name in ("security", "smtp_security"):
+            if cleaned.get(name) == "none":
+                self.add_error(name, f"{label} sends an access token: choose SSL/TLS or STARTTLS.")
+        held = self.oauth_signed_in or {}
+        now = {
+            name: str(cleaned.get(name, "")).strip().lower() for name in held.get("endpoint", {})
+        }
+        if (
+            held.get("provider") != OAUTH_PROVIDERS[method]
+            or not mailbox_matches(held.get("remote_login", ""), cleaned.get("username", ""))
+            or held.get("endpoint") != now  # a sign-in serves the servers it was made for
+        ):
+            who = cleaned.get("username") or "the ISP account"
+            self.add_error(
+                "auth_method", f"Press “{label}” below and sign in as {who} before you go on."
+            )
+        cleaned["isp_password"] = cleaned["smtp_password"] = ""
 
 
 _with_model_fields(MapSettingsForm, POLICY_FIELDS)

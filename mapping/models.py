@@ -35,6 +35,26 @@ class BindingState(models.TextChoices):
     OK = "ok", "OK"
     RETRYING = "retrying", "Temporary error, retrying"
     NEEDS_ATTENTION = "needs_attention", "Needs attention"
+    # Issue 15: the OAuth grant is gone (invalid_grant) or was never made; paused until a
+    # person signs the mailbox in again.
+    NEEDS_SIGN_IN = "needs_sign_in", "Needs sign-in"
+
+
+class AuthMethod(models.TextChoices):
+    """How a binding logs in to its ISP (issue 15); mapping.credentials acts on it."""
+
+    PASSWORD = "password", "ISP password"
+    MICROSOFT = "oauth2_microsoft", "Sign in with Microsoft"
+    GOOGLE = "oauth2_google", "Sign in with Google"
+    GENERIC = "oauth2_generic", "Sign in with the ISP (OAUTHBEARER)"
+
+
+# AuthMethod -> the provider name of mapping.oauth.providers
+OAUTH_PROVIDERS = {
+    AuthMethod.MICROSOFT: "microsoft",
+    AuthMethod.GOOGLE: "google",
+    AuthMethod.GENERIC: "generic",
+}
 
 
 class Binding(models.Model):
@@ -48,6 +68,13 @@ class Binding(models.Model):
     )
     username = models.CharField("ISP account", max_length=255, validators=[validate_protocol_safe])
     password_encrypted = models.TextField(editable=False, blank=True)
+    auth_method = models.CharField(
+        "Sign-in",
+        max_length=20,
+        choices=AuthMethod.choices,
+        default=AuthMethod.PASSWORD,
+        db_default=AuthMethod.PASSWORD,  # rows written by raw SQL (bench fills) sign in by password
+    )
     leave_policy = models.CharField(
         "Messages on the server",
         max_length=16,
@@ -138,6 +165,11 @@ class Binding(models.Model):
 
     __repr__ = __str__  # never the password, even by accident
 
+    @property
+    def oauth_provider(self) -> str:
+        """ "microsoft", "google" or "generic" for an OAuth binding; "" for a password."""
+        return OAUTH_PROVIDERS.get(self.auth_method, "")
+
     def set_isp_password(self, raw: str) -> None:
         """Store the ISP password encrypted; the clear text is never kept."""
         self.password_encrypted = crypto.encrypt(raw)
@@ -172,7 +204,9 @@ class Binding(models.Model):
         if self.smtp_host:
             self.smtp_host = normalize_domain_name(self.smtp_host, field_label="ISP SMTP server")
         self.smtp_username = self.smtp_username or self.username
-        if not self.password_encrypted:
+        if self.oauth_provider:
+            _clean_oauth(self)
+        elif not self.password_encrypted:
             raise ValidationError({"username": "The ISP password is required."})
         if self.leave_policy == LeavePolicy.DELETE_AFTER and not self.delete_after_days:
             raise ValidationError(
@@ -188,6 +222,19 @@ class Binding(models.Model):
     def save(self, *args, **kwargs) -> None:
         self.full_clean()
         super().save(*args, **kwargs)
+
+
+def _clean_oauth(binding: Binding) -> None:
+    # An access token never travels in plain text (oauth2.md §4 snag 5: Dovecot counts
+    # loopback as secure and would take it; the client refuses by itself too).
+    label = binding.get_auth_method_display()
+    errors = {}
+    if binding.security == Security.NONE:
+        errors["security"] = f"{label} sends an access token: choose SSL/TLS or STARTTLS."
+    if binding.smtp_security == Security.NONE:
+        errors["smtp_security"] = f"{label} sends an access token: choose SSL/TLS or STARTTLS."
+    if errors:
+        raise ValidationError(errors)
 
 
 def domain_rule(account: Account) -> str:
@@ -223,6 +270,7 @@ class FetchOutcome(models.TextChoices):
     OK = "ok", "OK"
     ERROR = "error", "Error"
     AUTH_FAILED = "auth_failed", "Password rejected"
+    NEEDS_SIGN_IN = "needs_sign_in", "Needs sign-in"
     SKIPPED = "skipped", "Skipped (another fetch holds the mailbox)"
 
 
@@ -335,3 +383,45 @@ class FetchDay(models.Model):
 
     def __str__(self) -> str:
         return f"{self.day} binding {self.binding_id}: {self.messages} messages"
+
+
+# --- OAuth sign-in (issue 15) ----------------------------------------------------------------
+
+
+class OAuthState(models.TextChoices):
+    OK = "ok", "Signed in"
+    NEEDS_SIGN_IN = "needs_sign_in", "Needs sign-in"
+
+
+class OAuthCredential(models.Model):
+    """The OAuth grant of one binding: who signed in, and its tokens, encrypted.
+
+    Both tokens are MultiFernet ciphertext (mapping.crypto, the ISP password keys, rotated by
+    ``rotate_isp_keys``); only mapping.oauth.grants decrypts them, just before use. ``version``
+    goes up with every refresh: a worker that waited for the row lock sees that someone else
+    refreshed and uses that token instead of spending the refresh token twice.
+    """
+
+    binding = models.OneToOneField(
+        Binding, on_delete=models.CASCADE, related_name="oauth_credential"
+    )
+    provider = models.CharField(max_length=16)  # mapping.oauth.providers.NAMES
+    remote_login = models.CharField("Signed-in mailbox", max_length=255)
+    scopes = models.TextField(blank=True)
+    refresh_token_encrypted = models.TextField(editable=False)
+    access_token_encrypted = models.TextField(editable=False, blank=True)
+    access_expires_at = models.DateTimeField(null=True, blank=True)
+    version = models.PositiveIntegerField(default=0)
+    state = models.CharField(max_length=16, choices=OAuthState.choices, default=OAuthState.OK)
+    last_error = models.TextField(blank=True)
+    signed_in_at = models.DateTimeField()
+    signed_in_by = models.CharField(max_length=255, blank=True)  # the console login
+    last_refresh_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name = "OAuth sign-in"
+
+    def __str__(self) -> str:
+        return f"{self.provider} sign-in of {self.remote_login} ({self.state})"
+
+    __repr__ = __str__  # never a token, even by accident

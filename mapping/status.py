@@ -77,13 +77,14 @@ def record_success(
 def record_failure(
     lease: Lease, run: FetchRun, *, message: str, kind: str, one_at_a_time: bool | None = None
 ) -> None:
-    """The run failed; `kind` is "transient", "permanent" or "auth".
+    """The run failed; `kind` is "transient", "permanent", "auth" or "sign_in".
 
     transient: retry with backoff. permanent (untrusted certificate, STARTTLS refused, a
     server the outbound guard refuses, a password the keys cannot decrypt): needs attention,
     still retried with backoff since retrying costs the ISP nothing. auth: needs attention
     and no retry until the binding is edited or fetched by hand, so a wrong password does
-    not get the ISP account locked.
+    not get the ISP account locked. sign_in (issue 15): the OAuth grant is gone or was never
+    made; needs sign-in, no retry until a person signs the mailbox in again.
     """
     now = timezone.now()
     binding = Binding.objects.only("consecutive_failures", "fetch_interval_minutes").get(
@@ -92,6 +93,8 @@ def record_failure(
     failures = binding.consecutive_failures + 1
     if kind == "auth":
         state, next_at = BindingState.NEEDS_ATTENTION, None
+    elif kind == "sign_in":
+        state, next_at = BindingState.NEEDS_SIGN_IN, None
     else:
         delay = backoff_seconds(failures, binding.fetch_interval_minutes)
         state = BindingState.RETRYING if kind == "transient" else BindingState.NEEDS_ATTENTION
@@ -110,7 +113,9 @@ def record_failure(
         lease_holder="",
         **extra,
     ):
-        outcome = FetchOutcome.AUTH_FAILED if kind == "auth" else FetchOutcome.ERROR
+        outcome = {"auth": FetchOutcome.AUTH_FAILED, "sign_in": FetchOutcome.NEEDS_SIGN_IN}.get(
+            kind, FetchOutcome.ERROR
+        )
         _finish_run(run, outcome, message)
 
 

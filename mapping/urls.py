@@ -1,6 +1,7 @@
 from django.urls import path
 
 from . import views
+from .oauth import views as sign_in
 
 urlpatterns = [
     # The POP3 remote tab of the Account dialog.
@@ -44,4 +45,22 @@ urlpatterns = [
         views.binding_detect,
         name="binding-detect",
     ),
+    # "Sign in with Microsoft / Google" (issue 15). The callback's path is what each
+    # provider has registered: <OAUTH_REDIRECT_BASE_URL>/oauth/callback/<provider>/.
+    path(
+        "accounts/<int:account_id>/pop3/<int:pk>/sign-in/",
+        sign_in.sign_in_start,
+        name="binding-sign-in",
+    ),
+    path(
+        "accounts/<int:account_id>/pop3/<int:pk>/sign-in/device/",
+        sign_in.device_start,
+        name="binding-sign-in-device",
+    ),
+    path(
+        "accounts/<int:account_id>/pop3/<int:pk>/sign-in/device/poll/",
+        sign_in.device_poll,
+        name="binding-sign-in-device-poll",
+    ),
+    path("oauth/callback/<str:provider>/", sign_in.sign_in_callback, name="oauth-callback"),
 ]

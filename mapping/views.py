@@ -26,12 +26,14 @@ from django.views.generic import CreateView, DeleteView, ListView, UpdateView
 
 from accounts import throttle
 from accounts.access import ConsoleMixin, get_account_for, get_domain_for, may_use_console
-from accounts.wizard import MAP, detect_noted, sealed_secret
+from accounts.wizard import MAP, detect_noted, oauth_held_token, sealed_secret
 from audit import services as audit
 
-from . import detect, selectors, services, tasks
+from . import credentials, detect, selectors, services, tasks
 from .forms import POP3_ENDPOINT, SMTP_ENDPOINT, BindingForm, MapConnectionForm, endpoint_moved
-from .models import Binding
+from .models import OAUTH_PROVIDERS, AuthMethod, Binding
+from .oauth import grants
+from .oauth.providers import ProviderError, provider
 
 # --- the POP3 remote tab ------------------------------------------------------------------
 
@@ -124,10 +126,11 @@ class BindingDeleteView(BindingObjectMixin, DeleteView):
     def form_valid(self, form):
         username = self.object.username
         audit.record(self.request, "binding.deleted", self.object)
-        self.object.delete()
+        revoked = services.binding_delete(binding=self.object)  # and its OAuth grant (issue 15)
         messages.success(
             self.request,
-            f"Remote POP3 account {username} deleted. Mail already fetched stays in the mailbox.",
+            f"Remote POP3 account {username} deleted. Mail already fetched stays in the mailbox."
+            + (f" {revoked}" if revoked else ""),
         )
         return redirect(self.tab_url())
 
@@ -235,7 +238,14 @@ def wizard_detect(request: HttpRequest, domain_id: int) -> HttpResponse:
 
     relay = bool(request.POST.get(f"{MAP}-is_outgoing_relay"))
     # The wizard's Finish step warns when Detect was not run on these settings, or failed.
-    return _run(request, form, held, relay=relay, noted=lambda r: detect_noted(request, form, r))
+    return _run(
+        request,
+        form,
+        held,
+        relay=relay,
+        oauth=_wizard_sign_in(request, domain_id),
+        noted=lambda report: detect_noted(request, form, report),
+    )
 
 
 @sensitive_post_parameters(*_PASSWORDS)
@@ -249,19 +259,32 @@ def binding_detect(request: HttpRequest, account_id: int, pk: int) -> HttpRespon
     _require_console(request)
     account = get_account_for(request.user, account_id)
     binding = get_object_or_404(Binding, pk=pk, account=account)
-    stored = {name: getattr(binding, name) for name in _ENDPOINT_FIELDS}
-    posted = {k: v for k, v in request.POST.items() if k in (*_ENDPOINT_FIELDS, *_PASSWORDS)}
+    names = (*_ENDPOINT_FIELDS, "auth_method")
+    stored = {name: getattr(binding, name) for name in names}
+    posted = {k: v for k, v in request.POST.items() if k in (*names, *_PASSWORDS)}
     form = MapConnectionForm({**stored, **posted, **_flags(request)}, domain=account.domain)
 
     @sensitive_variables()
     def held(name: str, cleaned: dict) -> str:
+        if not binding.password_encrypted:  # signs in (issue 15): no password is stored
+            return ""
         if name == "isp_password" and not endpoint_moved(binding, cleaned, POP3_ENDPOINT):
             return binding.get_isp_password()
         if name == "smtp_password" and not endpoint_moved(binding, cleaned, SMTP_ENDPOINT):
             return binding.smtp_credentials()[1]
         return ""
 
-    return _run(request, form, held, relay=bool(request.POST.get("is_outgoing_relay")))
+    def signed_in(cleaned: dict) -> detect.OAuthLogin | str:
+        # A stored sign-in serves only the servers and mailbox it was made for (issue 15).
+        moved = endpoint_moved(binding, cleaned, POP3_ENDPOINT) or endpoint_moved(
+            binding, cleaned, SMTP_ENDPOINT[:3]
+        )
+        if cleaned["auth_method"] != binding.auth_method or moved:
+            return SIGN_IN_FIRST
+        return credentials.detect_login(binding)
+
+    relay = bool(request.POST.get("is_outgoing_relay"))
+    return _run(request, form, held, relay=relay, oauth=signed_in)
 
 
 @sensitive_post_parameters(*_PASSWORDS)
@@ -272,7 +295,7 @@ def account_detect(request: HttpRequest, account_id: int) -> HttpResponse:
     account = get_account_for(request.user, account_id)
     form = MapConnectionForm(request.POST, domain=account.domain)
     relay = bool(request.POST.get("is_outgoing_relay"))
-    return _run(request, form, lambda name, cleaned: "", relay=relay)
+    return _run(request, form, lambda name, cleaned: "", relay=relay, oauth=lambda c: SIGN_IN_FIRST)
 
 
 def _flags(request: HttpRequest) -> dict:
@@ -284,9 +307,36 @@ def _require_console(request: HttpRequest) -> None:
         raise PermissionDenied("Detect is for administrators.")
 
 
+SIGN_IN_FIRST = (
+    "Sign-in: save the remote POP3 account, then press its Sign in button; Detect tests the "
+    "sign-in after that (a sign-in serves only the server and mailbox it was made for)."
+)
+
+
+def _wizard_sign_in(request: HttpRequest, domain_id: int):
+    """The wizard's sealed sign-in as Detect's login, if made for these servers."""
+
+    @sensitive_variables()
+    def signed_in(cleaned: dict) -> detect.OAuthLogin | str:
+        held = oauth_held_token(request, domain_id, cleaned)
+        if held is None:
+            return "Sign-in: press the Sign in button first; Detect then tests the sign-in."
+        method = cleaned["auth_method"]
+        label = dict(AuthMethod.choices)[method].removeprefix("Sign in with ")
+        try:
+            mechanism = provider(OAUTH_PROVIDERS[method]).mechanism
+        except ProviderError as exc:
+            return f"Sign-in: {exc.message}"
+        return detect.OAuthLogin(
+            label, mechanism, lambda: grants.held_access_token(held, mechanism=mechanism)
+        )
+
+    return signed_in
+
+
 @sensitive_variables()
 def _run(
-    request: HttpRequest, form: MapConnectionForm, held, *, relay: bool, noted=None
+    request: HttpRequest, form: MapConnectionForm, held, *, relay: bool, oauth, noted=None
 ) -> HttpResponse:
     """Run Detect on the form's settings: POP3 always, SMTP when it carries outgoing mail."""
     if not form.is_valid():
@@ -296,6 +346,21 @@ def _run(
             errors.append(f"{label}: {' '.join(problems)}" if label else " ".join(problems))
         return _fragment(request, errors=errors, status=400)
     data = form.cleaned_data
+
+    def after(report: detect.Report) -> None:
+        # Issue 12: every Detect is audited; the wizard remembers it for its Finish step.
+        where = f"{data['username']} on {data['host']}:{data['port']}"
+        audit.record(request, "detect.run", form.domain, detail=f"{where}: {report.verdict}")
+        if noted is not None:
+            noted(report)
+
+    if data.get("auth_method", AuthMethod.PASSWORD) != AuthMethod.PASSWORD:
+        login = oauth(data)
+        if isinstance(login, str):
+            return _fragment(request, errors=[login], status=400)
+        return _detect(
+            request, data, "", login, relay=relay or bool(data.get("test_smtp")), after=after
+        )
     isp_password = data["isp_password"] or held("isp_password", data)
     if not isp_password:
         return _fragment(
@@ -306,15 +371,40 @@ def _run(
             ],
             status=400,
         )
-    smtp = None
+    smtp_password = ""
     if relay or data.get("test_smtp"):
         smtp_password = data["smtp_password"] or held("smtp_password", data) or isp_password
+    return _detect(
+        request,
+        data,
+        isp_password,
+        None,
+        relay=relay or bool(data.get("test_smtp")),
+        smtp_password=smtp_password,
+        after=after,
+    )
+
+
+@sensitive_variables()
+def _detect(
+    request: HttpRequest,
+    data: dict,
+    isp_password: str,
+    oauth: detect.OAuthLogin | None,
+    *,
+    relay: bool,
+    smtp_password: str = "",
+    after=None,
+) -> HttpResponse:
+    smtp = None
+    if relay:
         smtp = detect.Target(
             data["smtp_host"] or data["host"],
             data["smtp_port"],
             data["smtp_security"],
-            data["smtp_username"] or data["username"],
+            data["username"] if oauth else (data["smtp_username"] or data["username"]),
             smtp_password,
+            oauth,
         )
     wait = throttle.detect_hit(request)  # DETECT_RATE_LIMIT per console user
     if wait:
@@ -322,7 +412,7 @@ def _run(
             request, errors=[f"Detect was run too often. Try again in {wait} s."], status=429
         )
     pop3 = detect.Target(
-        data["host"], data["port"], data["security"], data["username"], isp_password
+        data["host"], data["port"], data["security"], data["username"], isp_password, oauth
     )
     # At most DETECT_CONCURRENCY runs at once across every web process: a Detect holds a
     # web thread for up to DETECT_DEADLINE_SECONDS, and the console must stay usable.
@@ -330,10 +420,8 @@ def _run(
         if not got_place:
             return _fragment(request, errors=[throttle.DETECT_BUSY], status=503)
         report = detect.detect(pop3=pop3, smtp=smtp)
-    where = f"{data['username']} on {data['host']}:{data['port']}"
-    audit.record(request, "detect.run", form.domain, detail=f"{where}: {report.verdict}")
-    if noted is not None:
-        noted(report)
+    if after is not None:
+        after(report)
     return _fragment(request, report=report)
 
 

@@ -49,13 +49,25 @@ class StateCounts:
     ok: int = 0
     retrying: int = 0
     needs_attention: int = 0
+    needs_sign_in: int = 0
     new: int = 0
     disabled: int = 0
     quarantined: int = 0
 
     @property
     def total(self) -> int:
-        return self.ok + self.retrying + self.needs_attention + self.new + self.disabled
+        return (
+            self.ok
+            + self.retrying
+            + self.needs_attention
+            + self.needs_sign_in
+            + self.new
+            + self.disabled
+        )
+
+    @property
+    def failing(self) -> int:
+        return self.retrying + self.needs_attention + self.needs_sign_in
 
 
 @dataclass(frozen=True)
@@ -112,6 +124,7 @@ def overview_for(*, user) -> Overview:
         ok=totals["ok"],
         retrying=totals["retrying"],
         needs_attention=totals["needs_attention"],
+        needs_sign_in=totals["needs_sign_in"],
         new=totals["new"],
         disabled=totals["disabled"],
         quarantined=held[0].total if held else 0,
@@ -127,7 +140,7 @@ def overview_for(*, user) -> Overview:
             failing_rows=_relay_failing(relay_model, user) if totals["relay_failing"] else [],
         )
     failing = []
-    if counts.retrying or counts.needs_attention:
+    if counts.failing:
         failing = list(
             scope.filter(enabled=True, state__in=_FAILING)
             .select_related("account__domain")
@@ -136,13 +149,13 @@ def overview_for(*, user) -> Overview:
     return Overview(counts=counts, failing=failing, held=held, days=_days(user), relay=relay)
 
 
-_FAILING = (BindingState.NEEDS_ATTENTION, BindingState.RETRYING)
+_FAILING = (BindingState.NEEDS_ATTENTION, BindingState.NEEDS_SIGN_IN, BindingState.RETRYING)
 
 
 def _severity() -> Case:
-    """Needs attention before retrying: a person must act on the first."""
+    """Needs attention or sign-in before retrying: a person must act on those."""
     return Case(
-        When(state=BindingState.NEEDS_ATTENTION, then=Value(0)),
+        When(state__in=(BindingState.NEEDS_ATTENTION, BindingState.NEEDS_SIGN_IN), then=Value(0)),
         default=Value(1),
         output_field=IntegerField(),
     )
@@ -154,6 +167,7 @@ def _state_totals(scope: QuerySet[Binding], *, relay: bool) -> dict[str, int]:
         "ok": Count("pk", filter=enabled & Q(state=BindingState.OK)),
         "retrying": Count("pk", filter=enabled & Q(state=BindingState.RETRYING)),
         "needs_attention": Count("pk", filter=enabled & Q(state=BindingState.NEEDS_ATTENTION)),
+        "needs_sign_in": Count("pk", filter=enabled & Q(state=BindingState.NEEDS_SIGN_IN)),
         "new": Count("pk", filter=enabled & Q(state=BindingState.NEW)),
         "disabled": Count("pk", filter=Q(enabled=False)),
     }

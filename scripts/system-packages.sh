@@ -10,9 +10,14 @@ missing=()
 for p in "${pkgs[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
 done
-[ ${#missing[@]} -eq 0 ] && exit 0
 SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+# The unprivileged user Postfix's isp_oauth pipe runs the OAuth submitter as (issue 15,
+# setting MAIL_OAUTH_RELAY_USER); the lookup server hands access tokens to it alone.
+if ! getent passwd aamail-relay >/dev/null; then
+    $SUDO adduser --system --group --no-create-home --home /nonexistent --quiet aamail-relay
+fi
+[ ${#missing[@]} -eq 0 ] && exit 0
 echo "Installing Debian packages: ${missing[*]}"
 echo "postfix postfix/main_mailer_type select No configuration" | $SUDO debconf-set-selections
 $SUDO apt-get update -q

@@ -10,7 +10,7 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ('domains', '0002_ops_alert_settings'),
-        ('mapping', '0005_binding_db_defaults'),
+        ('mapping', '0007_oauth_credential'),
     ]
 
     operations = [

@@ -26,7 +26,20 @@ from django.conf import settings
 
 from .. import outbound
 from .pop3 import pop3_plan, pop3_steps
-from .run import FAIL, OK, SECURITY_LABELS, SKIP, WARN, Deadline, Report, Run, Section, Step, Target
+from .run import (
+    FAIL,
+    OK,
+    SECURITY_LABELS,
+    SKIP,
+    WARN,
+    Deadline,
+    OAuthLogin,
+    Report,
+    Run,
+    Section,
+    Step,
+    Target,
+)
 from .smtp import smtp_plan, smtp_steps
 
 __all__ = [
@@ -35,6 +48,7 @@ __all__ = [
     "SECURITY_LABELS",
     "SKIP",
     "WARN",
+    "OAuthLogin",
     "Report",
     "Section",
     "Step",
@@ -57,9 +71,9 @@ def detect(
     try:
         sections = []
         if pop3 is not None:
-            sections.append(run.section("POP3", pop3, pop3_steps, pop3_plan(pop3.security)))
+            sections.append(run.section("POP3", pop3, pop3_steps, pop3_plan(pop3)))
         if smtp is not None:
-            sections.append(run.section("SMTP", smtp, smtp_steps, smtp_plan(smtp.security)))
+            sections.append(run.section("SMTP", smtp, smtp_steps, smtp_plan(smtp)))
     finally:
         run.deadline.close()
     return Report(sections, time.monotonic() - started, seconds)

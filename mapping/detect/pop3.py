@@ -16,12 +16,13 @@ from .run import OK, WARN, Run, StepFailed, Target, secs, size
 # --- POP3 -----------------------------------------------------------------------------------
 
 
-def pop3_plan(security: str) -> list[str]:
+def pop3_plan(target: Target) -> list[str]:
     """Every POP3 step in order; those not reached show as skipped after a failure."""
     head = ["Name resolution", "TCP connect"]
-    if security == "starttls":
-        return [*head, "Greeting", "CAPA", "STARTTLS", "TLS handshake", "Login", "STAT"]
-    return [*head, "TLS handshake", "Greeting", "CAPA", "Login", "STAT"]
+    login = ["Token", target.login_step] if target.oauth else ["Login"]
+    if target.security == "starttls":
+        return [*head, "Greeting", "CAPA", "STARTTLS", "TLS handshake", *login, "STAT"]
+    return [*head, "TLS handshake", "Greeting", "CAPA", *login, "STAT"]
 
 
 def pop3_steps(run: Run, target: Target) -> None:
@@ -139,11 +140,14 @@ def _capa(run: Run, caps, target: Target, *, before_tls: bool = False) -> None:
 
 
 def _session(run: Run, client: pop3.Client, target: Target) -> None:
-    try:
-        client.login(target.username, target.password)
-    except pop3.Pop3Error as exc:
-        raise run.fail("Login", _message(exc, target, client.timeout)) from None
-    run.add("Login", OK, f"Logged in as {target.username}.")
+    if target.oauth is not None:
+        _oauth_login(run, client, target)
+    else:
+        try:
+            client.login(target.username, target.password)
+        except pop3.Pop3Error as exc:
+            raise run.fail("Login", _message(exc, target, client.timeout)) from None
+        run.add("Login", OK, f"Logged in as {target.username}.")
     try:
         count, octets = client.stat()
     except pop3.Pop3Error as exc:
@@ -152,6 +156,26 @@ def _session(run: Run, client: pop3.Client, target: Target) -> None:
     run.add("STAT", OK, f"{count} {noun}, {size(octets)} in the ISP mailbox.")
     with contextlib.suppress(pop3.Pop3Error):
         client.quit()  # nothing was marked for deletion: QUIT changes nothing
+
+
+def _oauth_login(run: Run, client: pop3.Client, target: Target) -> None:
+    """The "Token" and "AUTH XOAUTH2" steps: the same authenticator the fetch uses."""
+    step = target.login_step
+    offered = (client.capabilities or {}).get("SASL")
+    if offered is not None and target.oauth.mechanism not in offered:
+        raise run.fail(
+            step,
+            f"The server offers no AUTH {target.oauth.mechanism} (SASL: "
+            f"{' '.join(offered) or 'none'}), so it takes no access token: check the server "
+            f"address; at {target.oauth.label}, check that POP is enabled for the mailbox.",
+        )
+    token = run.token(target)
+    kind = pop3.OAuthBearer if target.oauth.mechanism == "OAUTHBEARER" else pop3.Xoauth2
+    try:
+        client.authenticate(kind(token.login, token.token))
+    except pop3.Pop3Error as exc:
+        raise run.fail(step, _message(exc, target, client.timeout)) from None
+    run.add(step, OK, f"Logged in as {token.login} with the access token.")
 
 
 def _message(exc: pop3.Pop3Error, target: Target, wait: float) -> str:

@@ -34,14 +34,35 @@ _WATCHDOG_GRACE = 0.5  # the sockets' own timeouts fire first; the watchdog is t
 
 
 @dataclass(frozen=True)
+class OAuthLogin:
+    """How a Target logs in by OAuth (issue 15): who signs in, and a call for the token.
+
+    ``token()`` returns a ``mapping.oauth.grants.AccessToken`` or raises an ``OAuthError``
+    in words; it may refresh the grant (and store the new tokens: the one write Detect
+    causes, since a rotated refresh token must not be lost).
+    """
+
+    label: str  # "Microsoft"
+    mechanism: str  # XOAUTH2 | OAUTHBEARER
+    token: Callable[[], object] = field(repr=False)
+
+
+@dataclass(frozen=True)
 class Target:
-    """One server to test; ``password`` never shows in a repr."""
+    """One server to test; ``password`` never shows in a repr. With ``oauth`` set, the
+    login is by access token and ``password`` is empty."""
 
     host: str
     port: int
     security: str
     username: str
     password: str = field(repr=False)
+    oauth: OAuthLogin | None = None
+
+    @property
+    def login_step(self) -> str:
+        """The name of the login step: "Login"/"AUTH", or "AUTH XOAUTH2" for a token."""
+        return f"AUTH {self.oauth.mechanism}" if self.oauth else ""
 
 
 @dataclass(frozen=True)
@@ -280,6 +301,25 @@ class Run:
             )
         return certificates.verification_failure(exc, target.host, der)
 
+    def token(self, target: Target):
+        """The "Token" step of an OAuth login: a cached or refreshed access token."""
+        from ..oauth.tokens import OAuthError
+
+        started = time.monotonic()
+        try:
+            token = target.oauth.token()
+        except OAuthError as exc:
+            raise self.fail("Token", exc.message) from None
+        self.secrets.append(token.token)  # redacted from every later step's words
+        minutes = max(0, int((token.expires_at.timestamp() - time.time()) // 60))
+        if token.fresh:
+            ms = (time.monotonic() - started) * 1000
+            detail = f"Refreshed at {target.oauth.label} in {ms:.0f} ms"
+        else:
+            detail = "The stored access token is still good (no refresh needed)"
+        self.add("Token", OK, f"{detail}; valid {minutes} more minutes for {token.login}.")
+        return token
+
     def no_tls_warning(self) -> None:
         self.add(
             "TLS handshake",
@@ -301,7 +341,13 @@ def _invalid(target: Target) -> str | None:
         return f"Unknown security “{target.security}”: choose SSL/TLS, STARTTLS or None."
     if not target.username:
         return "The account (username) is empty."
-    if not target.password:
+    if target.oauth is not None:
+        if target.security not in ("ssl", "starttls"):
+            return (
+                f"Sign in with {target.oauth.label} sends an access token, never in plain "
+                "text: choose SSL/TLS or STARTTLS."
+            )
+    elif not target.password:
         return "The password is empty."
     try:
         check_value("username", target.username)

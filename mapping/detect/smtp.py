@@ -12,16 +12,18 @@ import smtplib
 import socket
 import ssl
 
+from ..oauth import sasl
 from . import certificates
 from .run import OK, Run, Target, secs, size
 
 
-def smtp_plan(security: str) -> list[str]:
+def smtp_plan(target: Target) -> list[str]:
     """Every SMTP step in order; those not reached show as skipped after a failure."""
     head = ["Name resolution", "TCP connect"]
-    if security == "starttls":
-        return [*head, "Greeting", "EHLO", "STARTTLS", "TLS handshake", "AUTH"]
-    return [*head, "TLS handshake", "Greeting", "EHLO", "AUTH"]
+    login = ["Token", target.login_step] if target.oauth else ["AUTH"]
+    if target.security == "starttls":
+        return [*head, "Greeting", "EHLO", "STARTTLS", "TLS handshake", *login]
+    return [*head, "TLS handshake", "Greeting", "EHLO", *login]
 
 
 def smtp_steps(run: Run, target: Target) -> None:
@@ -122,6 +124,9 @@ def _ehlo(run: Run, smtp: smtplib.SMTP, target: Target, wait: float, *, again=Fa
 
 def _auth(run: Run, smtp: smtplib.SMTP, target: Target, wait: float) -> None:
     where = f"{target.host}:{target.port}"
+    if target.oauth is not None:
+        _oauth_auth(run, smtp, target)
+        return
     if not smtp.has_extn("auth"):
         plain = " on an unencrypted connection" if target.security == "none" else ""
         raise run.fail(
@@ -139,6 +144,43 @@ def _auth(run: Run, smtp: smtplib.SMTP, target: Target, wait: float) -> None:
         )
     _call(run, "AUTH", target, wait, smtp.login, target.username, target.password)
     run.add("AUTH", OK, f"Logged in as {target.username}.")
+    with contextlib.suppress(smtplib.SMTPException, OSError):
+        smtp.quit()
+
+
+def _oauth_auth(run: Run, smtp: smtplib.SMTP, target: Target) -> None:
+    """ "Token" and "AUTH XOAUTH2" as the relay's submitter sends it: two-step, the error
+    challenge answered empty, the provider's known refusals in words."""
+    where, step = f"{target.host}:{target.port}", target.login_step
+    mechanism = target.oauth.mechanism
+    offered = smtp.esmtp_features.get("auth", "").upper().split()
+    if mechanism not in offered:
+        raise run.fail(
+            step,
+            f"{where} offers no AUTH {mechanism} (AUTH: {' '.join(offered) or 'none'}), so "
+            "it takes no access token: check the server address and port (submission is "
+            "587 with STARTTLS).",
+        )
+    token = run.token(target)
+    response = sasl.client_response(mechanism, token.login, token.token, target.host, target.port)
+    challenges: list[bytes] = []
+
+    def answer(challenge: bytes | None = None) -> str:
+        challenges.append(challenge or b"")
+        return response.decode() if len(challenges) == 1 else ""  # then: the error challenge
+
+    try:
+        smtp.auth(mechanism, answer, initial_response_ok=False)
+    except smtplib.SMTPAuthenticationError as exc:
+        said = " ".join(exc.smtp_error.decode("utf-8", "replace").split())[:200]
+        words = f"{where} refused the access token for {token.login} ({exc.smtp_code} {said})."
+        if len(challenges) > 1:
+            words += " " + sasl.describe_challenge(sasl.decode_challenge(challenges[-1]))
+        advice = sasl.explain_refusal(said)
+        raise run.fail(step, words + (f" {advice}" if advice else "")) from None
+    except (smtplib.SMTPException, OSError) as exc:
+        raise run.fail(step, f"The connection to {where} failed during AUTH ({exc}).") from None
+    run.add(step, OK, f"Logged in as {token.login} with the access token.")
     with contextlib.suppress(smtplib.SMTPException, OSError):
         smtp.quit()
 

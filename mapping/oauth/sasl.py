@@ -95,6 +95,25 @@ KNOWN_REFUSALS = (
         "for the mailbox and the tenant (docs/oauth2.md).",
     ),
     (
+        # Microsoft 365's POP answer to a refused token, also when POP is off for the mailbox
+        # (simonrob/email-oauth2-proxy#160, #244).
+        "unknown user name or bad password",
+        "Microsoft 365 refused the POP login: check that POP is enabled for this mailbox "
+        "(Microsoft 365 admin center → Users → the user → Mail → Manage email apps → POP, or "
+        "Set-CASMailbox -PopEnabled $true), that the sign-in was made as this very mailbox, "
+        "and that AAMail's app has POP.AccessAsUser.All with admin consent (docs/oauth2.md).",
+    ),
+    (
+        "authenticated but not connected",
+        "Microsoft 365 accepted the token but refuses the mailbox: the signed-in user has no "
+        "access to it, or POP is disabled for it (docs/oauth2.md).",
+    ),
+    (
+        "not enabled for POP",
+        "Gmail has POP switched off for this mailbox: Gmail → Settings → Forwarding and "
+        "POP/IMAP → Enable POP (in Google Workspace the administrator must allow POP too).",
+    ),
+    (
         "BadCredentials",
         "Google refused the access token: sign in again, and check that the mailbox is the one "
         "that was signed in.",

@@ -1,13 +1,15 @@
 #!/usr/bin/python3
 """Postfix pipe(8) transport: submit one queued message to the ISP with SASL XOAUTH2.
 
-master.cf (stage 2 renders it; shared/oauth2.md §5):
+master.cf (``manage.py mailconfig`` renders it and copies this file next to it):
 
-    isp_oauth unix - n n - - pipe user=<relay user> argv=/usr/bin/python3 <path>/submit.py
-      --map unix:/run/aamail/mailmap.sock --nexthop ${nexthop} --security starttls
-      --sender ${sender} ${recipient}
+    isp_oauth unix - n n - - pipe user=aamail-relay argv=/usr/bin/python3 <dir>/oauth-submit.py
+      --map=unix:/run/aamail/oauth-token/token.sock --cafile=<CA file> --security=starttls
+      --nexthop=${nexthop} --sender=${sender} -- ${recipient}
 
-with ``isp_oauth_destination_recipient_limit = 1``. Postfix's own SMTP client cannot send
+with ``isp_oauth_destination_recipient_limit = 1`` (``isp_oauth_smtps`` likewise, with
+``--security=ssl``). The ``--opt=value`` forms and ``--`` keep an address that starts with
+"-" from being read as an option. Postfix's own SMTP client cannot send
 XOAUTH2 on Debian 12 (oauth2.md §4 snag 6), so Postfix keeps the queue, the retries and the
 bounces, and this script only submits. It runs as the pipe user under the system's python3,
 outside the product's virtualenv (snag 7): standard library only, no import of the product.
@@ -201,7 +203,10 @@ def submit(args: argparse.Namespace, stream) -> None:
         raise Deferred(f"4.3.5 the next hop {args.nexthop!r} is not [host]:port")
     login, token = fresh_token(args.map, args.map_name, args.sender, args.map_timeout)
     xoauth2(login, token)  # an unusable answer defers before any connection
-    context = ssl.create_default_context(cafile=args.cafile)
+    # The system's CAs plus --cafile, as Postfix's own relay (smtp_tls_CAfile + CApath).
+    context = ssl.create_default_context()
+    if args.cafile:
+        context.load_verify_locations(cafile=args.cafile)
     try:
         smtp = connect(host, int(port), args.security, context, args.timeout)
     except ssl.SSLCertVerificationError as exc:

@@ -222,12 +222,15 @@ class Xoauth2(SaslAuthenticator):
             text = sasl.describe_challenge(self.challenge)
             message = f"{text} (POP3 login{where}; server said: {said or 'nothing'})."
         else:
-            message = (
-                f"The POP3 server refused the OAuth login{where} (server said: "
-                f"{said or 'nothing'}). If the token is fresh, check that POP is enabled for "
-                "this mailbox at the provider (docs/oauth2.md)."
-            )
-        advice = sasl.explain_refusal(said)
+            said_words = said or "nothing"
+            message = f"The POP3 server refused the OAuth login{where} (server said: {said_words})."
+        # The provider's known refusal in words, else the general hint.
+        advice = sasl.explain_refusal(said) or (
+            None
+            if self.challenge is not None
+            else "If the token is fresh, check that POP is enabled for this mailbox at the "
+            "provider (docs/oauth2.md)."
+        )
         if advice:
             message += " " + advice
         return Pop3OAuthError(message, challenge=self.challenge, reply=said)

@@ -139,3 +139,18 @@ def test_beat_runs_the_scan_every_minute_and_the_digest_daily(settings):
     assert settings.CELERY_BEAT_SCHEDULE["alerts-scan"]["schedule"] == 60
     digest = settings.CELERY_BEAT_SCHEDULE["alerts-digest"]["schedule"]
     assert digest.hour == {settings.ALERT_DIGEST_HOUR}
+
+
+def test_a_mailbox_whose_sign_in_is_gone_is_told_at_once_but_not_one_being_set_up(office):
+    binding = office["binding"]
+    binding.state = BindingState.NEEDS_SIGN_IN
+    binding.last_error = "Sign in again: Microsoft no longer accepts the saved sign-in."
+    binding.last_error_at = timezone.now()
+    binding.save()
+    assert alerts_scan() == []  # never fetched: an administrator is still setting it up
+    binding.last_success_at = timezone.now() - timedelta(days=1)
+    binding.save()
+    [alert] = alerts_scan()
+    assert states(alert) == [("isp-support-7731", "fetch", "failing")]
+    assert alert.events[0]["state_label"] == "Needs sign-in"
+    assert alerts_scan() == []

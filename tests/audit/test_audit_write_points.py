@@ -66,6 +66,7 @@ def test_it_records_a_binding_change_by_field_names_never_values(admin_client, d
         "isp_password": NEW_ISP_PASSWORD, "smtp_host": binding.smtp_host, "smtp_port": 587,
         "smtp_security": "starttls", "smtp_username": "isp-7731", "smtp_password": "",
         "leave_policy": "keep", "fetch_interval_minutes": 15, "enabled": "on",
+        "auth_method": "password",
     }  # fmt: skip
     url = reverse("binding-edit", args=[binding.account_id, binding.pk])
     assert admin_client.post(url, data).status_code == 302

@@ -4,11 +4,13 @@
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import os
 import shutil
 import socket
 import ssl
 import time
+from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -145,3 +147,116 @@ def expired_alice_token(auth_server) -> str:
         auth_server.reset()
     time.sleep(3.2)
     return tokens.access_token
+
+
+# --- the product wired to the test servers (issue 15, stage 2) -------------------------------
+
+
+def ca_bundle(directory: Path, *ca_files: Path) -> Path:
+    """One CA file trusting every given CA (ISP_CA_FILE takes one file)."""
+    bundle = directory / "ca-bundle.pem"
+    bundle.write_bytes(b"".join(Path(f).read_bytes() for f in ca_files))
+    bundle.chmod(0o644)
+    return bundle
+
+
+def point_settings_at(settings, auth: OAuthAuthServer, ca_file: Path) -> None:
+    """OAUTH_* settings naming the test server as Microsoft's authority and Google's endpoints."""
+    settings.OAUTH_REDIRECT_BASE_URL = "https://console.test"
+    settings.OAUTH_MICROSOFT_CLIENT_ID = WEB_CLIENT
+    settings.OAUTH_MICROSOFT_CLIENT_SECRET = auth.web_secret
+    settings.OAUTH_MICROSOFT_TENANT = TENANT
+    settings.OAUTH_MICROSOFT_AUTHORITY = auth.url
+    settings.OAUTH_GOOGLE_CLIENT_ID = WEB_CLIENT
+    settings.OAUTH_GOOGLE_CLIENT_SECRET = auth.web_secret
+    settings.OAUTH_GOOGLE_AUTHORIZE_URL = f"{auth.url}/google/authorize"
+    settings.OAUTH_GOOGLE_TOKEN_URL = f"{auth.url}/google/token"
+    settings.OAUTH_GOOGLE_REVOKE_URL = f"{auth.url}/google/revoke"
+    # Another ISP's own OAuth server, speaking OAUTHBEARER (RFC 7628).
+    settings.OAUTH_GENERIC_LABEL = "Contoso ISP"
+    settings.OAUTH_GENERIC_CLIENT_ID = WEB_CLIENT
+    settings.OAUTH_GENERIC_CLIENT_SECRET = auth.web_secret
+    settings.OAUTH_GENERIC_AUTHORIZE_URL = f"{auth.url}/isp/authorize"
+    settings.OAUTH_GENERIC_TOKEN_URL = f"{auth.url}/isp/token"
+    settings.OAUTH_GENERIC_SCOPES = ["openid", "email", "offline_access", POP_SCOPE, SMTP_SCOPE]
+    settings.OAUTH_GENERIC_MECHANISM = "OAUTHBEARER"
+    settings.ISP_CA_FILE = str(ca_file)
+
+
+@pytest.fixture
+def oauth_settings(settings, auth):
+    """The product's OAuth settings pointed at the test authorization server."""
+    point_settings_at(settings, auth, auth.ca_file)
+    return settings
+
+
+@pytest.fixture(scope="session")
+def isp_ca_bundle(auth_server, isp_server, tmp_path_factory) -> Path:
+    return ca_bundle(tmp_path_factory.mktemp("ca"), auth_server.ca_file, isp_server.ca_file)
+
+
+@pytest.fixture
+def oauth_isp_settings(settings, auth, isp, isp_ca_bundle):
+    """As oauth_settings, and the OAuth-only ISP's certificate trusted too."""
+    point_settings_at(settings, auth, isp_ca_bundle)
+    return settings
+
+
+_mailboxes = itertools.count(1)
+
+
+def new_mailbox(isp, *messages: bytes) -> str:
+    """A fresh mailbox at the OAuth-only ISP holding `messages`; its address."""
+    address = f"user{next(_mailboxes)}-{os.getpid()}@contoso.test"
+    isp.maildir(address)
+    for raw in messages:
+        isp.deliver(address, raw)
+    return address
+
+
+def oauth_binding(isp, address: str, *, method: str = "oauth2_microsoft", **fields):
+    """A binding of `address` at the OAuth-only ISP (POP3S, relay over STARTTLS), not signed in."""
+    from tests.factories import BindingFactory
+
+    fields.setdefault("leave_policy", "keep")
+    return BindingFactory(
+        host="localhost",
+        port=isp.pop3s_port,
+        security="ssl",
+        username=address,
+        auth_method=method,
+        smtp_host="localhost",
+        smtp_port=isp.submission_port,
+        smtp_security="starttls",
+        **fields,
+    )
+
+
+def sign_in_binding(auth, binding, *, login: str | None = None, by: str = "test"):
+    """Sign the binding in at the test server as `login` (default: its own), without a browser."""
+    from mapping.oauth import grants
+
+    prov = grants.binding_provider(binding)
+    client = grants.token_client(prov, redirect_uri=REDIRECT_FOR[prov.name])
+    tokens = sign_in_as(auth, client, prov.name, login or binding.username)
+    return grants.credential_save(
+        binding=binding, tokens=tokens, remote_login=login or binding.username, signed_in_by=by
+    )
+
+
+REDIRECT_FOR = {
+    "microsoft": REDIRECT_URIS[0],
+    "google": REDIRECT_URIS[1],
+    "generic": REDIRECT_URIS[2],
+}
+
+
+def sign_in_as(auth, client: TokenClient, provider_name: str, login: str) -> TokenSet:
+    session: dict = {}
+    pending = pkce.begin(session, provider=provider_name, admin_id=ADMIN_ID, target="binding:1")
+    status, location, body = auth.redirect_of(client.authorization_url(pending, login_hint=login))
+    assert status == 302, (status, body)
+    query = urlsplit(location).query
+    state = parse_qs(query)["state"][0]
+    taken = pkce.take(session, state, provider=provider_name, admin_id=ADMIN_ID, max_age=600)
+    return client.exchange_code(query, taken)

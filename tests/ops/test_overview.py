@@ -77,6 +77,29 @@ def test_it_lists_failing_bindings_first_needing_a_person_before_retrying(admin_
     assert "for 5\xa0hours" in page
 
 
+def test_a_mailbox_that_needs_sign_in_counts_as_failing_and_needing_a_person(admin_client_su):
+    retrying = failing(BindingFactory(username="flaky"), BindingState.RETRYING, "No answer.", 9)
+    revoked = failing(
+        BindingFactory(
+            username="signedout", account=AccountFactory(domain=retrying.account.domain)
+        ),
+        BindingState.NEEDS_SIGN_IN,
+        "Microsoft no longer accepts the sign-in of signedout: sign in again.",
+        1,
+    )
+
+    page = admin_client_su.get(reverse("overview")).content.decode()
+    domains_page = admin_client_su.get(reverse("domain-list")).content.decode()
+
+    counts = selectors.overview_for(user=_su(admin_client_su)).counts
+    assert (counts.needs_sign_in, counts.failing, counts.total) == (1, 2, 2)
+    assert "<span>Needs sign-in</span>" in page
+    assert page.index("signedout") < page.index("flaky")  # a person must act on it
+    assert "sign in again" in page
+    assert reverse("binding-list", args=[revoked.account_id]) in page
+    assert "1 Needs sign-in" in domains_page
+
+
 def _su(client):
     from django.contrib.auth import get_user_model
 

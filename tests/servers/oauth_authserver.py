@@ -19,7 +19,8 @@ the Microsoft shape ``/<tenant>/oauth2/v2.0/token`` and the plain ``/token`` bot
 - ``POST …/devicecode`` RFC 8628; ``GET /device?user_code=…&login_hint=…`` approves it.
 - ``POST …/revoke``     RFC 7009: revokes the refresh token's family.
 - ``GET  /config``      test knob: ``rotation``, ``access_ttl``, ``consent``, ``token_status``,
-  ``style=microsoft`` (error descriptions over several lines, as Entra sends them).
+  ``style=microsoft`` (error descriptions over several lines, as Entra sends them),
+  ``add_redirect_uri`` (registers one more redirect URI for the web client).
 - ``GET  /stats``       counters.
 
 Access tokens are RS256 JWTs padded to Entra's 1.5-3 KB, signed with a key a Dovecot with
@@ -74,6 +75,9 @@ def default_clients(web_secret: str, other_secret: str) -> dict:
     return {
         WEB_CLIENT: {
             "secret": web_secret,
+            # Entra's "Allow public client flows": the same app may run the device grant
+            # without its secret (RFC 8628 clients are public).
+            "public_flows": True,
             "redirect_uris": list(REDIRECT_URIS),
             "scopes": [
                 "openid",
@@ -215,9 +219,13 @@ class Handler(BaseHTTPRequestHandler):
         raw = self.rfile.read(int(self.headers.get("Content-Length") or 0)).decode()
         return {k: v[0] for k, v in urllib.parse.parse_qs(raw, keep_blank_values=True).items()}
 
-    def client_auth(self, f: dict) -> tuple[str | None, str | None]:
+    def client_auth(self, f: dict, path: str = "") -> tuple[str | None, str | None]:
         """client_secret_basic or client_secret_post; public clients send only client_id."""
         cid, secret = f.get("client_id"), f.get("client_secret")
+        device = path.endswith("/devicecode") or f.get("grant_type") == DEVICE_GRANT
+        public = self.server.st.clients.get(cid or "", {}).get("public_flows")
+        if device and public and not secret and "Authorization" not in self.headers:
+            return cid, None
         header = self.headers.get("Authorization", "")
         if header.startswith("Basic "):
             cid, _, secret = base64.b64decode(header[6:]).decode().partition(":")
@@ -257,6 +265,11 @@ class Handler(BaseHTTPRequestHandler):
                     st.args.token_status = int(q["token_status"])
                 if q.get("style") in ("plain", "microsoft"):
                     st.args.style = q["style"]
+                if q.get("add_redirect_uri", "").startswith(("http://", "https://")):
+                    # What an administrator adds in Entra: e.g. a live server's callback.
+                    uris = st.clients[WEB_CLIENT]["redirect_uris"]
+                    if q["add_redirect_uri"] not in uris:
+                        uris.append(q["add_redirect_uri"])
                 return self.reply(
                     200,
                     {
@@ -310,7 +323,7 @@ class Handler(BaseHTTPRequestHandler):
         st = self.server.st
         path = urllib.parse.urlsplit(self.path).path
         f = self.form()
-        cid, err = self.client_auth(f)
+        cid, err = self.client_auth(f, path)
         if cid is None:
             return self.error(401, "invalid_client", err)
         if path.endswith("/devicecode"):

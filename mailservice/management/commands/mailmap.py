@@ -47,7 +47,9 @@ class Command(BaseCommand):
         if options["query"]:
             name, key = options["query"]
             if options["local"]:
-                reply = lookups.answer(Request(name, key))
+                request = Request(name, key)
+                token_map = name in lookups.TOKEN_MAPS
+                reply = lookups.token_answer(request) if token_map else lookups.answer(request)
             else:
                 try:
                     with SocketmapClient(path) as client:
@@ -74,6 +76,8 @@ class Command(BaseCommand):
         signal.signal(signal.SIGINT, _stop)
         log.info("mailmap: listening on %s (uids allowed: %s)", path, sorted(server.allowed_uids))
         log.info("mailmap: answers from %s", server.cache.watch.description)
+        token = server.token_server
+        log.info("mailmap: tokens on %s (uids allowed: %s)", token.path, sorted(token.allowed_uids))
         try:
             server.serve_forever(poll_interval=0.5)
         finally:

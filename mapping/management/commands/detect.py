@@ -19,7 +19,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from accounts.models import Account
 from domains.models import Security
-from mapping import detect
+from mapping import credentials, detect
 from mapping.models import Binding
 
 PASSWORD_ENV = "AAMAIL_DETECT_PASSWORD"
@@ -85,27 +85,10 @@ class Command(BaseCommand):
 
     def _binding_report(self, binding: Binding, options) -> detect.Report:
         self.stdout.write(f"Remote POP3 account {binding.username} of {binding.account.address}:")
-        smtp_user, smtp_password = binding.smtp_credentials()
-        smtp = None
-        if binding.is_outgoing_relay or options["smtp"]:
-            smtp = detect.Target(
-                binding.smtp_host,
-                binding.smtp_port,
-                binding.smtp_security,
-                smtp_user,
-                smtp_password,
-            )
-        return detect.detect(
-            pop3=detect.Target(
-                binding.host,
-                binding.port,
-                binding.security,
-                binding.username,
-                binding.get_isp_password(),
-            ),
-            smtp=smtp,
-            deadline=options["deadline"],
+        pop3, smtp = credentials.detect_targets(
+            binding, smtp=binding.is_outgoing_relay or options["smtp"]
         )
+        return detect.detect(pop3=pop3, smtp=smtp, deadline=options["deadline"])
 
     def _adhoc(self, options) -> detect.Report:
         if not options["user"]:

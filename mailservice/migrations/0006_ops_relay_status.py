@@ -6,8 +6,8 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("mailservice", "0004_outgoing_relay_explicit"),
-        ("mapping", "0005_binding_db_defaults"),
+        ("mailservice", "0005_oauth_relay_trigger"),
+        ("mapping", "0007_oauth_credential"),
     ]
 
     operations = [
