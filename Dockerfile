@@ -4,6 +4,8 @@ ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1
 WORKDIR /app
 COPY pyproject.toml ./
 COPY aamail ./aamail
+COPY audit ./audit
+COPY alerts ./alerts
 COPY domains ./domains
 COPY accounts ./accounts
 COPY mapping ./mapping

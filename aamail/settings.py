@@ -3,6 +3,7 @@
 from pathlib import Path
 
 import environ
+from celery.schedules import crontab
 
 from aamail.env import StrictEnv
 from aamail.secretfiles import generated_secret, private_dir, private_file, sqlite_file
@@ -52,11 +53,13 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "formtools",
     "django_htmx",
+    "audit",  # issue 12: the audit log, below every app (each records into it)
     "domains",
     "accounts",
     "mapping",
     "mailservice",
     "ops",  # the Overview and /metrics (issue 12): reads every app, nothing reads it
+    "alerts",  # issue 12: alerts read every app's state, so they sit on top
     "aamail",  # the project's own system checks (aamail/checks.py)
 ]
 
@@ -390,4 +393,41 @@ LOGGING = {
     "disable_existing_loggers": False,
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
+}
+
+# --- Operations: outgoing mail visible, alerts, audit log (issue 12) ----------------------
+# How often `manage.py relaywatch` (and the relay watch inside `mailserver`) reads Postfix's
+# queue and bounce notices (mailservice/relaywatch.py).
+RELAY_WATCH_SECONDS = env.int("RELAY_WATCH_SECONDS", default=60)
+# Audit log events older than this are deleted by a daily beat task (audit.tasks).
+AUDIT_RETENTION_DAYS = env.int("AUDIT_RETENTION_DAYS", default=365)
+CELERY_BEAT_SCHEDULE["audit-prune"] = {"task": "audit.tasks.audit_prune", "schedule": 86400}
+# Every time on a page is shown in TIME_ZONE with the zone named ("2026-11-25 14:03 CET"):
+# aamail/formats/ replaces the locale's formats, which carry no zone.
+FORMAT_MODULE_PATH = ["aamail.formats"]
+# Alerts (alerts/): a beat task compares failing bindings with what was told, every
+# ALERT_SCAN_SECONDS; a daily digest at ALERT_DIGEST_HOUR (TIME_ZONE) lists what stays
+# broken. E-mails go out through Django's EMAIL_* settings; each alert and its webhook POST
+# are retried ALERT_RETRIES times with backoff. CONSOLE_URL (e.g. https://mail.example.com)
+# puts a link to the POP3 remote tab into each e-mail.
+ALERT_SCAN_SECONDS = env.int("ALERT_SCAN_SECONDS", default=60)
+ALERT_DIGEST_HOUR = env.int("ALERT_DIGEST_HOUR", default=8)
+ALERT_RETRIES = env.int("ALERT_RETRIES", default=8)
+ALERT_WEBHOOK_TIMEOUT = env.float("ALERT_WEBHOOK_TIMEOUT", default=10.0)
+ALERT_FROM_EMAIL = env.str("ALERT_FROM_EMAIL", default=f"AAMail <aamail@{MAIL_HOSTNAME}>")
+CONSOLE_URL = env.str("CONSOLE_URL", default="")
+EMAIL_HOST = env.str("EMAIL_HOST", default="localhost")
+EMAIL_PORT = env.int("EMAIL_PORT", default=25)
+EMAIL_HOST_USER = env.str("EMAIL_HOST_USER", default="")
+EMAIL_HOST_PASSWORD = env.str("EMAIL_HOST_PASSWORD", default="")
+EMAIL_USE_TLS = env.bool("EMAIL_USE_TLS", default=False)
+EMAIL_USE_SSL = env.bool("EMAIL_USE_SSL", default=False)
+EMAIL_TIMEOUT = env.int("EMAIL_TIMEOUT", default=30)
+CELERY_BEAT_SCHEDULE["alerts-scan"] = {
+    "task": "alerts.tasks.alerts_scan",
+    "schedule": ALERT_SCAN_SECONDS,
+}
+CELERY_BEAT_SCHEDULE["alerts-digest"] = {
+    "task": "alerts.tasks.alerts_digest",
+    "schedule": crontab(hour=ALERT_DIGEST_HOUR, minute=0),
 }

@@ -1,10 +1,12 @@
 from django.contrib import admin
 
+from audit.admin import AuditedModelAdmin
+
 from .models import Account
 
 
 @admin.register(Account)
-class AccountAdmin(admin.ModelAdmin):
+class AccountAdmin(AuditedModelAdmin):
     list_display = ["localpart", "domain", "display_name", "kind", "is_active"]
     list_filter = ["kind", "is_active", "domain"]
     search_fields = ["localpart", "display_name", "domain__name"]

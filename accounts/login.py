@@ -6,7 +6,11 @@ from django import forms
 from django.contrib.admin.forms import AdminAuthenticationForm
 from django.contrib.auth.forms import AuthenticationForm
 
+from audit import services as audit
+from domains.models import Domain
+
 from . import throttle
+from .access import account_of
 
 
 def too_many_guesses(wait: int) -> forms.ValidationError:
@@ -44,3 +48,21 @@ class ThrottledAuthenticationForm(_Throttled, AuthenticationForm):
 
 class ThrottledAdminAuthenticationForm(_Throttled, AdminAuthenticationForm):
     """Django admin's login (/admin/login/), on the same budget as the console's."""
+
+
+# --- the audit log's logins (Django's auth signals, connected in apps.py) -----------------
+
+
+def login_recorded(sender, request, user, **kwargs) -> None:
+    """user_logged_in: console, /me/ and /admin/ logins, filed under the account's domain."""
+    address = throttle.client_address(request)
+    audit.record(request or user, "login", account_of(user), ip=address)
+
+
+def login_failure_recorded(sender, credentials, request=None, **kwargs) -> None:
+    """user_login_failed: the name as typed (never the password), under the domain it names."""
+    name = str(credentials.get("username") or "")[:254]
+    domain_name = name.rpartition("@")[2].strip().lower() if "@" in name else ""
+    domain = Domain.objects.filter(name=domain_name).first() if domain_name else None
+    address = throttle.client_address(request)
+    audit.record(name or "(no name)", "login.failed", domain=domain, ip=address)

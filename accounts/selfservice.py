@@ -13,6 +13,7 @@ from django.shortcuts import redirect, render
 from django.views.decorators.debug import sensitive_post_parameters, sensitive_variables
 from django.views.decorators.http import require_http_methods
 
+from audit import services as audit
 from mailservice import layout
 from mailservice.lookups import account_relay_binding
 from mailservice.passwords import account_local_password_set
@@ -124,6 +125,7 @@ def selfservice_password(request):
     if not form.is_valid():
         return _page(request, account, form, status=400)
     account_local_password_set(account=account, raw=form.cleaned_data["new_password"])
+    audit.record(request, "account.password_set", account)
     update_session_auth_hash(request, account.user)  # the account's other sessions end
     messages.success(
         request,

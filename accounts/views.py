@@ -13,6 +13,7 @@ from django.utils.decorators import method_decorator
 from django.views.decorators.debug import sensitive_post_parameters
 from django.views.generic import DeleteView, ListView, UpdateView, View
 
+from audit import services as audit
 from mailservice.passwords import account_local_password_set
 from mapping.models import Binding
 
@@ -95,7 +96,10 @@ class AccountGeneralView(AccountDialogMixin, UpdateView):
     def form_valid(self, form):
         response = super().form_valid(form)
         new_password = form.cleaned_data.get("new_password")
+        if set(form.changed_data) - {"new_password"}:
+            audit.record(self.request, "account.changed", self.object, fields=_without(form))
         if new_password:
+            audit.record(self.request, "account.password_set", self.object)
             # Ends the account's sessions and tells Dovecot, as self-service does.
             account_local_password_set(account=self.object, raw=new_password)
             if self.object.user_id == self.request.user.pk:
@@ -110,12 +114,18 @@ class AccountGeneralView(AccountDialogMixin, UpdateView):
         return reverse("account-general", args=[self.object.pk])
 
 
+def _without(form) -> list[str]:
+    # A new password is its own event ("Local password set"), not a changed field.
+    return [str(form.fields[name].label) for name in form.changed_data if name != "new_password"]
+
+
 class AccountDeleteView(AccountDialogMixin, DeleteView):
     template_name = "accounts/account_confirm_delete.html"
     tab = "general"
 
     def form_valid(self, form):
         address, domain_id = self.object.address, self.object.domain_id
+        audit.record(self.request, "account.deleted", self.object)
         self.object.delete()
         messages.success(
             self.request,

@@ -28,6 +28,7 @@ from django.views.decorators.debug import sensitive_post_parameters, sensitive_v
 from formtools.wizard.storage import get_storage
 from formtools.wizard.views import NamedUrlSessionWizardView
 
+from audit import services as audit
 from domains.models import Security
 from mapping import crypto, services
 from mapping.forms import POLICY_FIELDS, POP3_ENDPOINT, SMTP_ENDPOINT, MapSettingsForm
@@ -53,6 +54,34 @@ def storage_prefix(domain_id: int) -> str:
 # Which settings a sealed password was typed for: it is only ever sent there (issue 11).
 ENDPOINTS = {"isp_password": POP3_ENDPOINT, "smtp_password": SMTP_ENDPOINT}
 RETYPE = "The password entered earlier can no longer be read (the ISP keys changed): type it again."
+
+
+def _detect_key(domain_id: int) -> str:
+    return f"{storage_prefix(domain_id)}_detect"
+
+
+def _endpoint(cleaned: dict) -> list[str]:
+    # The settings a Detect tested, as the Map settings step stores them (no password).
+    return [
+        str(cleaned.get(name) or "").strip().lower() for name in (*POP3_ENDPOINT, *SMTP_ENDPOINT)
+    ]
+
+
+def detect_noted(request: HttpRequest, form, report) -> None:
+    """Remember the wizard's last Detect (which settings, whether it passed) for Finish."""
+    request.session[_detect_key(form.domain.pk)] = {
+        "endpoint": _endpoint(form.cleaned_data),
+        "ok": report.ok,
+        "verdict": report.verdict,
+    }
+
+
+def _detect_state(request: HttpRequest, domain_id: int, mapped: dict) -> dict:
+    """ "passed", "failed" (with Detect's verdict) or "not_run" for the Map settings as stored."""
+    note = request.session.get(_detect_key(domain_id))
+    if not note or note.get("endpoint") != _endpoint(mapped):
+        return {"state": "not_run"}
+    return {"state": "passed" if note.get("ok") else "failed", "verdict": note.get("verdict")}
 
 
 def _storage(request: HttpRequest, domain_id: int):
@@ -190,6 +219,7 @@ class AccountCreationWizard(ConsoleMixin, NamedUrlSessionWizardView):
             # The toolbar's "Account" button starts a new wizard; a reload of a step URL
             # keeps the state.
             self.storage.reset()
+            request.session.pop(_detect_key(self.domain.pk), None)
             self.storage.current_step = self.steps.first
             return redirect(self.get_step_url(self.steps.first))
         return super().get(request, *args, **kwargs)
@@ -334,6 +364,7 @@ class AccountCreationWizard(ConsoleMixin, NamedUrlSessionWizardView):
             "kind": dict(AccountKind.choices).get(basic.get("kind"), ""),
             "map": mapped,
             "map_skipped": MAP not in self.get_form_list(),
+            "detect": _detect_state(self.request, self.domain.pk, mapped) if mapped else None,
         }
 
     @sensitive_variables()
@@ -363,6 +394,10 @@ class AccountCreationWizard(ConsoleMixin, NamedUrlSessionWizardView):
             binding=binding,
             **secrets,
         )
+        self.request.session.pop(_detect_key(self.domain.pk), None)
+        audit.record(self.request, "account.created", account)
+        if row is not None:
+            audit.record(self.request, "binding.created", row)
         bound = f" with its remote POP3 account {row.username}@{row.host}" if row else ""
         messages.success(self.request, f"Account {account.address} created{bound}.")
         return redirect("account-general", account.pk)

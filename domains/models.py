@@ -47,6 +47,31 @@ class Domain(models.Model):
         "SMTP security", max_length=16, choices=Security.choices, default=Security.STARTTLS
     )
     is_active = models.BooleanField("Active", default=True)
+    # Alerts (issue 12): who is told when this domain's remote POP3 accounts fail. The
+    # webhook secret is encrypted with the ISP keys (alerts.forms writes it, rotate_isp_keys
+    # re-encrypts it), never shown again.
+    alert_after_minutes = models.PositiveIntegerField(
+        "Alert after (minutes)",
+        default=30,
+        db_default=30,
+        validators=[MaxValueValidator(10080)],
+        help_text=(
+            "How long a remote POP3 account or an outgoing relay may fail before the domain's "
+            "administrators are told. “Needs attention” (e.g. a rejected ISP password) is told "
+            "at once."
+        ),
+    )
+    alert_webhook_url = models.URLField(
+        "Alert webhook URL",
+        max_length=500,
+        blank=True,
+        default="",
+        db_default="",
+        help_text="Optional: alerts are also POSTed here as JSON, signed with the secret below.",
+    )
+    alert_webhook_secret_encrypted = models.TextField(
+        editable=False, blank=True, default="", db_default=""
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

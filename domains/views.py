@@ -8,6 +8,7 @@ from django.urls import reverse
 from django.views.generic import CreateView, ListView, UpdateView
 
 from accounts.access import ConsoleMixin, SuperuserMixin, domains_for
+from audit import services as audit
 from mapping.models import BindingState
 
 from .forms import DomainForm
@@ -43,6 +44,11 @@ class DomainCreateView(SuperuserMixin, CreateView):
     form_class = DomainForm
     template_name = "domains/domain_form.html"
 
+    def form_valid(self, form):
+        response = super().form_valid(form)
+        audit.record(self.request, "domain.created", self.object)
+        return response
+
     def get_success_url(self) -> str:
         messages.success(self.request, f"Domain {self.object.name} created.")
         return reverse("account-list", args=[self.object.pk])
@@ -59,6 +65,12 @@ class DomainUpdateView(ConsoleMixin, UpdateView):
         kwargs = super().get_form_kwargs()
         kwargs["name_editable"] = self.request.user.is_superuser
         return kwargs
+
+    def form_valid(self, form):
+        response = super().form_valid(form)
+        if form.has_changed():
+            audit.record(self.request, "domain.changed", self.object, fields=form)
+        return response
 
     def get_success_url(self) -> str:
         messages.success(self.request, f"Domain {self.object.name} saved.")

@@ -312,6 +312,8 @@ def render(config: MailConfig) -> dict[str, str]:
             "dh_file": DH_FILE,
             "log_prefixes": _log_prefixes(config),
             "quota_message": QUOTA_MESSAGE,
+            "relay_notices_address": layout.RELAY_NOTICES_ADDRESS,
+            "relay_notices_dir": layout.RELAY_NOTICES_DIR,
             "oauth_submitter": config.oauth_submitter,
         },
         autoescape=False,  # configuration files, not HTML

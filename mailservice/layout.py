@@ -117,3 +117,22 @@ def installed_dovecot_conf() -> str:
         return settings.MAIL_DOVECOT_CONFIG
     path = dovecot_conf()
     return str(path) if path.is_file() else ""
+
+
+# --- outgoing mail visible (issue 12) ----------------------------------------------------
+
+# Postfix's copies of bounces go to this address (main.cf bounce_notice_recipient), which the
+# transport map sends to a Maildir of its own: MAIL_ROOT/.relay-notices/. ".invalid" can never
+# be a hosted domain, and a directory name starting with "." can never be a domain's.
+RELAY_NOTICES_ADDRESS = "relay-notices@aamail.invalid"
+RELAY_NOTICES_DIR = ".relay-notices"
+
+
+def relay_notices_maildir(mail_root: str | Path | None = None) -> Path:
+    """The Maildir Postfix delivers its bounce copies into (read by `manage.py relaywatch`)."""
+    return Path(mail_root or settings.MAIL_ROOT) / RELAY_NOTICES_DIR
+
+
+def postfix_config_dir(config: str | Path | None = None) -> Path:
+    """Where Postfix's main.cf is: what `postqueue -c` is given."""
+    return Path(config or config_dir()) / "postfix"

@@ -305,6 +305,11 @@ def _delivered_here(address: str, ctx: Context) -> bool:
     return ctx.source.domain_type(address) == DomainType.STANDARD
 
 
+def delivered_here(address: str) -> bool:
+    """Whether the office delivers mail for `address` itself (else it leaves by a relay)."""
+    return _delivered_here(address, Context(DATABASE, ""))
+
+
 # --- the maps ----------------------------------------------------------------------------
 
 

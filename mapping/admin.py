@@ -1,10 +1,12 @@
 from django.contrib import admin
 
+from audit.admin import AuditedModelAdmin
+
 from .models import Binding, FetchRun
 
 
 @admin.register(Binding)
-class BindingAdmin(admin.ModelAdmin):
+class BindingAdmin(AuditedModelAdmin):
     """Read-mostly: ISP passwords are set only through the console's write-only fields."""
 
     list_display = ["username", "host", "port", "account", "enabled", "state", "last_success_at"]

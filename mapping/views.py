@@ -26,7 +26,8 @@ from django.views.generic import CreateView, DeleteView, ListView, UpdateView
 
 from accounts import throttle
 from accounts.access import ConsoleMixin, get_account_for, get_domain_for, may_use_console
-from accounts.wizard import MAP, oauth_held_token, sealed_secret
+from accounts.wizard import MAP, detect_noted, oauth_held_token, sealed_secret
+from audit import services as audit
 
 from . import credentials, detect, selectors, services, tasks
 from .forms import POP3_ENDPOINT, SMTP_ENDPOINT, BindingForm, MapConnectionForm, endpoint_moved
@@ -96,6 +97,7 @@ class BindingCreateView(Pop3TabMixin, CreateView):
 
     def form_valid(self, form):
         self.object = services.binding_save(form=form)
+        audit.record(self.request, "binding.created", self.object)
         messages.success(self.request, f"Remote POP3 account {self.object.username} added.")
         return redirect(self.tab_url())
 
@@ -111,6 +113,8 @@ class BindingUpdateView(BindingObjectMixin, UpdateView):
 
     def form_valid(self, form):
         self.object = services.binding_save(form=form)
+        if form.has_changed():
+            audit.record(self.request, "binding.changed", self.object, fields=form)
         messages.success(self.request, f"Remote POP3 account {self.object.username} saved.")
         return redirect(self.tab_url())
 
@@ -121,6 +125,7 @@ class BindingDeleteView(BindingObjectMixin, DeleteView):
 
     def form_valid(self, form):
         username = self.object.username
+        audit.record(self.request, "binding.deleted", self.object)
         revoked = services.binding_delete(binding=self.object)  # and its OAuth grant (issue 15)
         messages.success(
             self.request,
@@ -180,6 +185,7 @@ def binding_fetch_now(request: HttpRequest, account_id: int, pk: int) -> HttpRes
     if not binding.fetch_running:  # else the running fetch is already doing the job
         queued_at = timezone.now()
         transaction.on_commit(lambda: tasks.binding_fetch.delay(binding.pk, trigger="manual"))
+        audit.record(request, "fetch.now", binding)
     if not request.htmx:
         messages.success(request, f"A fetch of {binding.username} was queued.")
         return redirect("binding-list", binding.account_id)
@@ -231,7 +237,15 @@ def wizard_detect(request: HttpRequest, domain_id: int) -> HttpResponse:
         return sealed_secret(request, domain_id, MAP, name, endpoint=cleaned)
 
     relay = bool(request.POST.get(f"{MAP}-is_outgoing_relay"))
-    return _run(request, form, held, relay=relay, oauth=_wizard_sign_in(request, domain_id))
+    # The wizard's Finish step warns when Detect was not run on these settings, or failed.
+    return _run(
+        request,
+        form,
+        held,
+        relay=relay,
+        oauth=_wizard_sign_in(request, domain_id),
+        noted=lambda report: detect_noted(request, form, report),
+    )
 
 
 @sensitive_post_parameters(*_PASSWORDS)
@@ -322,7 +336,7 @@ def _wizard_sign_in(request: HttpRequest, domain_id: int):
 
 @sensitive_variables()
 def _run(
-    request: HttpRequest, form: MapConnectionForm, held, *, relay: bool, oauth
+    request: HttpRequest, form: MapConnectionForm, held, *, relay: bool, oauth, noted=None
 ) -> HttpResponse:
     """Run Detect on the form's settings: POP3 always, SMTP when it carries outgoing mail."""
     if not form.is_valid():
@@ -332,11 +346,21 @@ def _run(
             errors.append(f"{label}: {' '.join(problems)}" if label else " ".join(problems))
         return _fragment(request, errors=errors, status=400)
     data = form.cleaned_data
+
+    def after(report: detect.Report) -> None:
+        # Issue 12: every Detect is audited; the wizard remembers it for its Finish step.
+        where = f"{data['username']} on {data['host']}:{data['port']}"
+        audit.record(request, "detect.run", form.domain, detail=f"{where}: {report.verdict}")
+        if noted is not None:
+            noted(report)
+
     if data.get("auth_method", AuthMethod.PASSWORD) != AuthMethod.PASSWORD:
         login = oauth(data)
         if isinstance(login, str):
             return _fragment(request, errors=[login], status=400)
-        return _detect(request, data, "", login, relay=relay or bool(data.get("test_smtp")))
+        return _detect(
+            request, data, "", login, relay=relay or bool(data.get("test_smtp")), after=after
+        )
     isp_password = data["isp_password"] or held("isp_password", data)
     if not isp_password:
         return _fragment(
@@ -357,6 +381,7 @@ def _run(
         None,
         relay=relay or bool(data.get("test_smtp")),
         smtp_password=smtp_password,
+        after=after,
     )
 
 
@@ -369,6 +394,7 @@ def _detect(
     *,
     relay: bool,
     smtp_password: str = "",
+    after=None,
 ) -> HttpResponse:
     smtp = None
     if relay:
@@ -394,6 +420,8 @@ def _detect(
         if not got_place:
             return _fragment(request, errors=[throttle.DETECT_BUSY], status=503)
         report = detect.detect(pop3=pop3, smtp=smtp)
+    if after is not None:
+        after(report)
     return _fragment(request, report=report)
 
 

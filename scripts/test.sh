@@ -21,7 +21,8 @@ if .venv/bin/python -c "import psycopg,sys; psycopg.connect('$PG_URL', connect_t
     # The POP3 protocol's property tests touch no database: once, in the pass above, is enough.
     DATABASE_URL=sqlite:///:memory: .venv/bin/pytest -m "not slow and not browser" \
         --ignore tests/mapping/test_pop3_protocol.py \
-        tests/domains tests/accounts tests/mapping tests/fetch tests/mailservice "$@"
+        tests/domains tests/accounts tests/mapping tests/fetch tests/mailservice tests/audit \
+        tests/alerts "$@"
 else
     echo "== PostgreSQL not reachable at $PG_URL: SQLite only =="
     DATABASE_URL=sqlite:///:memory: .venv/bin/pytest "$@"

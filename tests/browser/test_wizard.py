@@ -109,6 +109,8 @@ def test_the_wizard_creates_an_account_after_detect_succeeds(
     page.get_by_role("button", name="Next").click()
     expect(page.get_by_role("heading", name="Remaining settings")).to_be_visible()
     expect(page.locator("#wizard-summary")).to_contain_text("support@example.com")
+    expect(page.locator("#detect-passed")).to_be_visible()  # no warning before Finish
+    expect(page.locator("#detect-warning")).to_have_count(0)
     page.get_by_role("button", name="Finish").click()
     expect(page.get_by_text("Account support@example.com created")).to_be_visible()
 

@@ -35,7 +35,13 @@ def test_it_renders_the_four_files_from_settings(production_settings, tmp_path):
     assert "smtp_tls_CAfile = /etc/ssl/certs/ca-certificates.crt" in main_cf
     assert "virtual_transport = lmtp:unix:/run/aamail/dovecot/lmtp" in main_cf
     assert "mailmap = socketmap:unix:/run/aamail/mailmap/mailmap.sock" in main_cf
-    assert "transport_maps = ${mailmap}:transport" in main_cf
+    assert (
+        "transport_maps = inline:{relay-notices@aamail.invalid=aamail_notices:}, "
+        "${mailmap}:transport" in main_cf
+    )
+    # Bounces are copied to a Maildir the relay watch reads (issue 12).
+    assert "bounce_notice_recipient = relay-notices@aamail.invalid" in main_cf
+    assert "-o virtual_mailbox_base=/var/mail/aamail" in master_cf
     assert "smtpd_sender_restrictions = check_sender_access ${mailmap}:outside_sender" in main_cf
     assert master_cf.count("-o max_use=1") == 3  # every smtpd: no stale 451 after an outage
     assert "quota = maildir:User quota" in dovecot

@@ -91,12 +91,17 @@ smtpd_sasl_path = {base}/run/dovecot/auth-postfix
 smtpd_sasl_authenticated_header = yes
 """
 
-_SMTPD_OPTS = """\
-  -o smtpd_sasl_auth_enable=yes
-  -o smtpd_client_restrictions=permit_sasl_authenticated,reject
-  -o smtpd_relay_restrictions=permit_sasl_authenticated,reject
-  -o smtpd_recipient_restrictions=permit_sasl_authenticated,reject
-"""
+# A recipient whose local part is "refused" is rejected with 550 after AUTH, so a test can
+# make the office bounce a relayed message (issue 12: bounces are counted per sender).
+_REFUSED = "/^refused@/ REJECT 5.1.1 This mailbox does not exist at the ISP\n"
+
+_SMTPD_OPTS = (
+    "  -o smtpd_sasl_auth_enable=yes\n"
+    "  -o smtpd_client_restrictions=permit_sasl_authenticated,reject\n"
+    "  -o smtpd_relay_restrictions=permit_sasl_authenticated,reject\n"
+    "  -o smtpd_recipient_restrictions=check_recipient_access,regexp:{base}/refused,"
+    "permit_sasl_authenticated,reject\n"
+)
 
 _MASTER_CF = (
     """\
@@ -245,6 +250,7 @@ class FakeIspSmtp:
             smtps_port=self.smtps_port,
         )
         (base / "dovecot.conf").write_text(_DOVECOT_CONF.format(**fields))
+        (base / "refused").write_text(_REFUSED)
         (self._postfix_dir / "main.cf").write_text(_MAIN_CF.format(**fields))
         (self._postfix_dir / "master.cf").write_text(_MASTER_CF.format(**fields))
         postfix_prepare(base / "spool", base / "data")

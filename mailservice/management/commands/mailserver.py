@@ -19,6 +19,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from accounts.mailbox import MailOwnerError, check_mail_owner
 from mailservice.config import ConfigError, MailConfig
+from mailservice.relaywatch import RelayWatchThread
 
 
 class Command(BaseCommand):
@@ -64,6 +65,13 @@ class Command(BaseCommand):
         except (ConfigError, ProcessError, OSError) as exc:
             raise CommandError(str(exc)) from exc
 
+        # Outgoing mail that waits or bounces, shown per account (issue 12).
+        watch = RelayWatchThread(
+            postfix_dir=config.postfix_dir,
+            mail_root=config.mail_root,
+            interval=settings.RELAY_WATCH_SECONDS,
+        )
+        watch.start()
         ports = config.ports
         self.stdout.write(
             "\n".join(
@@ -88,5 +96,6 @@ class Command(BaseCommand):
         try:
             stop.wait()
         finally:
+            watch.stop()
             server.stop()
             self.stdout.write("stopped")

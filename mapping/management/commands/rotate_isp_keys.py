@@ -3,6 +3,8 @@
 from django.core.management.base import BaseCommand
 from django.db import transaction
 
+from audit import services as audit
+from domains.models import Domain
 from mapping import crypto
 from mapping.models import Binding, OAuthCredential
 
@@ -41,6 +43,16 @@ class Command(BaseCommand):
                     if getattr(cred, name)
                 }
                 OAuthCredential.objects.filter(pk=cred.pk).update(**fields)
+            # Alert webhook secrets are under the same keys (issue 12).
+            for pk, token in Domain.objects.exclude(alert_webhook_secret_encrypted="").values_list(
+                "pk", "alert_webhook_secret_encrypted"
+            ):
+                Domain.objects.filter(pk=pk).update(
+                    alert_webhook_secret_encrypted=crypto.reencrypt(token)
+                )
+            audit.record(
+                "manage.py rotate_isp_keys", "keys.rotated", detail=f"{count} bindings re-encrypted"
+            )
         self.stdout.write(self.style.SUCCESS(f"Re-encrypted the secrets of {count} bindings."))
 
 
