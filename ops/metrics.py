@@ -13,7 +13,7 @@ Two sources, each where it is true (mapping/metrics.py says why):
 
 from __future__ import annotations
 
-from django.db.models import Count, Min, Q, Sum
+from django.db.models import Count, Min, Q
 from django.utils import timezone
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily
@@ -23,7 +23,7 @@ from mapping.lease import unleased
 from mapping.metrics import metrics_directory
 from mapping.models import Binding, BindingState, QuarantinedMessage, QuarantineState
 
-from .selectors import relay_status_model
+from .selectors import relay_totals
 
 
 class DatabaseCollector:
@@ -34,7 +34,6 @@ class DatabaseCollector:
         due_at = Q(enabled=True) & unleased(now)
         overdue = due_at & Q(next_fetch_at__lte=now)
         new_due = due_at & Q(next_fetch_at__isnull=True, state=BindingState.NEW)
-        relay = relay_status_model()
         aggregates = {
             state: Count("pk", filter=Q(enabled=True, state=state)) for state in BindingState.values
         }
@@ -45,13 +44,7 @@ class DatabaseCollector:
             "oldest_due": Min("next_fetch_at", filter=overdue),
             "oldest_new": Min("created_at", filter=new_due),
         }
-        if relay is not None:
-            aggregates |= {
-                "relay_ok": Count("relay_status", filter=Q(relay_status__state="ok")),
-                "relay_failing": Count("relay_status", filter=Q(relay_status__state="failing")),
-                "relay_deferred": Sum("relay_status__deferred"),
-                "relay_bounced": Sum("relay_status__bounced"),
-            }
+        aggregates |= relay_totals()
         row = Binding.objects.aggregate(**aggregates)
 
         states = GaugeMetricFamily(
@@ -79,23 +72,22 @@ class DatabaseCollector:
         yield GaugeMetricFamily(
             "aamail_quarantined_messages", "Messages set aside (poison messages).", value=held
         )
-        if relay is not None:
-            relays = GaugeMetricFamily(
-                "aamail_relays", "Outgoing relays (bindings) by state.", labels=["state"]
-            )
-            relays.add_metric(["ok"], row["relay_ok"])
-            relays.add_metric(["failing"], row["relay_failing"])
-            yield relays
-            yield GaugeMetricFamily(
-                "aamail_relay_deferred_messages",
-                "Outgoing messages deferred by the ISP relays (Postfix queue).",
-                value=row["relay_deferred"] or 0,
-            )
-            yield GaugeMetricFamily(
-                "aamail_relay_bounced_messages",
-                "Outgoing messages bounced by the ISP relays.",
-                value=row["relay_bounced"] or 0,
-            )
+        relays = GaugeMetricFamily(
+            "aamail_relays", "Outgoing relays (bindings) by state.", labels=["state"]
+        )
+        relays.add_metric(["ok"], row["relay_ok"])
+        relays.add_metric(["failing"], row["relay_failing"])
+        yield relays
+        yield GaugeMetricFamily(
+            "aamail_relay_deferred_messages",
+            "Outgoing messages deferred by the ISP relays (Postfix queue).",
+            value=row["relay_deferred"] or 0,
+        )
+        yield GaugeMetricFamily(
+            "aamail_relay_bounced_messages",
+            "Outgoing messages bounced by the ISP relays.",
+            value=row["relay_bounced"] or 0,
+        )
 
 
 def metrics_scrape() -> tuple[bytes, str]:

@@ -16,6 +16,7 @@ from django.db.models import Case, Count, F, IntegerField, Q, QuerySet, Sum, Val
 from django.utils import timezone
 
 from accounts.access import domains_for
+from mailservice.models import RelayState, RelayStatus
 from mapping.models import (
     Binding,
     BindingState,
@@ -28,20 +29,6 @@ FAILING_SHOWN = 50
 HELD_SHOWN = 50
 RELAY_FAILING_SHOWN = 50
 CHART_DAYS = 30
-
-
-def relay_status_model():
-    """``mailservice.models.RelayStatus`` when this version has it, else None.
-
-    The relay half of issue 12 adds it: OneToOne to Binding (related_name ``relay_status``),
-    ``state`` ("ok" | "failing"), ``failing_since``, ``last_error``, ``deferred``,
-    ``bounced``, ``checked_at``. Until then the Overview says the relay is not watched.
-    """
-    try:
-        from mailservice.models import RelayStatus
-    except ImportError:
-        return None
-    return RelayStatus
 
 
 @dataclass(frozen=True)
@@ -81,14 +68,13 @@ class DayTotal:
 
 @dataclass(frozen=True)
 class RelayOverview:
-    """The outgoing relay's state over the bindings in scope (None fields: not watched)."""
+    """The outgoing relays' state over the bindings in scope (mailservice.relaywatch)."""
 
-    watched: bool
     ok: int = 0
     failing: int = 0
     deferred: int = 0
     bounced: int = 0
-    failing_rows: list = field(default_factory=list)  # RelayStatus rows, binding joined
+    failing_rows: list[RelayStatus] = field(default_factory=list)  # binding joined
 
 
 @dataclass(frozen=True)
@@ -117,8 +103,7 @@ def _scoped(queryset: QuerySet, user, path: str) -> QuerySet:
 def overview_for(*, user) -> Overview:
     """Everything the Overview shows for `user`."""
     scope = bindings_in_scope(user=user)
-    relay_model = relay_status_model()
-    totals = _state_totals(scope, relay=relay_model is not None)
+    totals = _state_totals(scope)
     held = _held(user)
     counts = StateCounts(
         ok=totals["ok"],
@@ -129,16 +114,13 @@ def overview_for(*, user) -> Overview:
         disabled=totals["disabled"],
         quarantined=held[0].total if held else 0,
     )
-    relay = RelayOverview(watched=False)
-    if relay_model is not None:
-        relay = RelayOverview(
-            watched=True,
-            ok=totals["relay_ok"],
-            failing=totals["relay_failing"],
-            deferred=totals["relay_deferred"] or 0,
-            bounced=totals["relay_bounced"] or 0,
-            failing_rows=_relay_failing(relay_model, user) if totals["relay_failing"] else [],
-        )
+    relay = RelayOverview(
+        ok=totals["relay_ok"],
+        failing=totals["relay_failing"],
+        deferred=totals["relay_deferred"] or 0,
+        bounced=totals["relay_bounced"] or 0,
+        failing_rows=_relay_failing(user) if totals["relay_failing"] else [],
+    )
     failing = []
     if counts.failing:
         failing = list(
@@ -161,7 +143,18 @@ def _severity() -> Case:
     )
 
 
-def _state_totals(scope: QuerySet[Binding], *, relay: bool) -> dict[str, int]:
+def relay_totals() -> dict[str, Count | Sum]:
+    """Aggregates of the outgoing relays over a Binding queryset (the Overview, /metrics)."""
+    # A one-to-one LEFT JOIN: one row per binding, so the counts stay right.
+    return {
+        "relay_ok": Count("relay_status", filter=Q(relay_status__state=RelayState.OK)),
+        "relay_failing": Count("relay_status", filter=Q(relay_status__state=RelayState.FAILING)),
+        "relay_deferred": Sum("relay_status__deferred"),
+        "relay_bounced": Sum("relay_status__bounced"),
+    }
+
+
+def _state_totals(scope: QuerySet[Binding]) -> dict[str, int]:
     enabled = Q(enabled=True)
     aggregates = {
         "ok": Count("pk", filter=enabled & Q(state=BindingState.OK)),
@@ -171,14 +164,7 @@ def _state_totals(scope: QuerySet[Binding], *, relay: bool) -> dict[str, int]:
         "new": Count("pk", filter=enabled & Q(state=BindingState.NEW)),
         "disabled": Count("pk", filter=Q(enabled=False)),
     }
-    if relay:
-        # A one-to-one LEFT JOIN: one row per binding, so the counts stay right.
-        aggregates |= {
-            "relay_ok": Count("relay_status", filter=Q(relay_status__state="ok")),
-            "relay_failing": Count("relay_status", filter=Q(relay_status__state="failing")),
-            "relay_deferred": Sum("relay_status__deferred"),
-            "relay_bounced": Sum("relay_status__bounced"),
-        }
+    aggregates |= relay_totals()
     return scope.aggregate(**aggregates)
 
 
@@ -193,8 +179,9 @@ def _held(user) -> list[QuarantinedMessage]:
     )
 
 
-def _relay_failing(relay_model, user) -> list:
-    rows = _scoped(relay_model.objects.filter(state="failing"), user, "binding__account__domain")
+def _relay_failing(user) -> list[RelayStatus]:
+    failing = RelayStatus.objects.filter(state=RelayState.FAILING)
+    rows = _scoped(failing, user, "binding__account__domain")
     return list(
         rows.select_related("binding__account__domain").order_by(
             F("failing_since").asc(nulls_last=True), "pk"

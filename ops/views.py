@@ -20,6 +20,7 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_POST
 
 from accounts.access import domains_for, may_use_console
+from audit import services as audit
 from mapping import quarantine, tasks
 from mapping.models import QuarantinedMessage, QuarantineState
 
@@ -85,6 +86,7 @@ def held_retry(request: HttpRequest, pk: int) -> HttpResponse:
     message = _held_for(request, pk)
     binding = message.binding
     quarantine.quarantine_retry(message=message)
+    audit.record(request, "held.retried", binding, detail=f"message {message.uidl}")
     transaction.on_commit(lambda: tasks.binding_fetch.delay(binding.pk, trigger="manual"))
     messages.success(
         request,
@@ -100,6 +102,7 @@ def held_forget(request: HttpRequest, pk: int) -> HttpResponse:
     """Stop listing a set-aside message; it stays on the ISP's server, not fetched."""
     message = _held_for(request, pk)
     quarantine.quarantine_forget(message=message)
+    audit.record(request, "held.forgotten", message.binding, detail=f"message {message.uidl}")
     messages.success(
         request,
         f"Message {message.uidl} of {message.binding.username} is forgotten: it stays on the "
@@ -116,6 +119,8 @@ def held_download(request: HttpRequest, pk: int) -> HttpResponse:
     message = _held_for(request, pk)
     if message.kept_bytes is None:
         raise Http404("No copy of this message was kept: it could not be read whole.")
+    # Reading an employee's message is worth a line in the audit log.
+    audit.record(request, "held.downloaded", message.binding, detail=f"message {message.uidl}")
     name = re.sub(r"[^A-Za-z0-9._-]+", "_", message.uidl)[:80] or "message"
     response = StreamingHttpResponse(
         quarantine.quarantine_bytes(message=message), content_type="message/rfc822"

@@ -22,6 +22,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from accounts.access import account_of, get_account_for, get_domain_for, may_use_console
 from accounts.wizard import MAP, oauth_hold
+from audit import services as audit
 
 from ..models import Binding
 from . import grants, signin
@@ -134,6 +135,7 @@ def _keep(request: HttpRequest, binding: Binding, mailbox: str, tokens: TokenSet
         )
     except OAuthError as exc:
         return _failed(request, exc.message, _tab(binding))
+    audit.record(request, "binding.signed_in", binding, detail=f"as {mailbox}")
     messages.success(request, f"Signed in as {mailbox}. Fetching starts now.")
     return redirect(_tab(binding))
 
@@ -217,5 +219,6 @@ def device_poll(request: HttpRequest, account_id: int, pk: int) -> HttpResponse:
         remote_login=mailbox,
         signed_in_by=_who(request),
     )
+    audit.record(request, "binding.signed_in", binding, detail=f"as {mailbox} (device code)")
     context["signed_in"] = mailbox
     return render(request, "mapping/_oauth_device_status.html", context)

@@ -7,6 +7,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
+from audit.models import AuditEvent
 from domains.models import Security
 from mapping.fetch import binding_fetch
 from mapping.models import Binding, FetchOutcome, LeavePolicy, QuarantinedMessage, QuarantineState
@@ -201,6 +202,16 @@ def test_an_administrator_retries_downloads_and_forgets_from_the_console(client,
         assert "RETR 1" not in pop.log and pop.deleted == []
         overview = client.get(reverse("overview")).content.decode()
         assert "is forgotten" in overview and 'id="held-messages"' not in overview
+
+    # Each act on an employee's message is in the domain's audit log, by whom and which.
+    events = AuditEvent.objects.filter(
+        domain_id=binding.account.domain_id, action__startswith="held."
+    )
+    assert sorted((e.action, e.actor, e.detail) for e in events) == [
+        ("held.downloaded", admin.address, "message uid-2"),
+        ("held.forgotten", admin.address, "message uid-p"),
+        ("held.retried", admin.address, "message uid-2"),
+    ]
 
 
 def test_only_that_domains_administrators_may_download(client, settings):

@@ -14,6 +14,7 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
+from audit.models import AuditEvent
 from mapping import crypto
 from mapping.models import BindingState, OAuthCredential
 from mapping.oauth import pkce
@@ -77,6 +78,8 @@ def test_it_keeps_the_sign_in_and_lets_the_binding_fetch(admin_client, auth, bin
     page = admin_client.get(response["Location"]).content.decode()
     assert f"Signed in as {ALICE}" in page
     assert crypto.decrypt(cred.access_token_encrypted) not in page
+    event = AuditEvent.objects.get(action="binding.signed_in")
+    assert (event.target_id, event.detail) == (binding.pk, f"as {ALICE}")
 
 
 def test_it_ignores_a_callback_whose_state_it_never_issued(admin_client, auth, binding):
@@ -187,6 +190,7 @@ def test_it_signs_in_with_a_device_code(admin_client, auth, binding):
     done = admin_client.post(poll, HTTP_HX_REQUEST="true")
     assert f"as {ALICE}" in done.content.decode()
     assert OAuthCredential.objects.get(binding=binding).remote_login == ALICE
+    assert AuditEvent.objects.get(action="binding.signed_in").detail.endswith("(device code)")
     session = str(dict(admin_client.session))
     assert code not in session  # the finished device sign-in left the session
 

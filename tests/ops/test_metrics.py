@@ -12,6 +12,7 @@ from django.utils import timezone
 from prometheus_client.parser import text_string_to_metric_families
 
 from domains.models import Security
+from mailservice.models import RelayState, RelayStatus
 from mapping.fetch import binding_fetch
 from mapping.models import Binding, BindingState, LeavePolicy, QuarantinedMessage, QuarantineState
 from tests.factories import BindingFactory
@@ -135,8 +136,6 @@ def test_the_sample_grafana_dashboard_asks_only_for_metrics_that_exist(client, s
 
     from django.conf import settings as conf
 
-    from ops.selectors import relay_status_model
-
     settings.METRICS_TOKEN = TOKEN
     BindingFactory()
     binding_fetch_counters_exist()
@@ -146,10 +145,7 @@ def test_the_sample_grafana_dashboard_asks_only_for_metrics_that_exist(client, s
     exprs = [t["expr"] for panel in dashboard["panels"] for t in panel["targets"]]
     asked = {name for expr in exprs for name in re.findall(r"aamail_[a-z_]+", expr)}
     assert asked
-    missing = asked - exposed
-    if relay_status_model() is None:  # the relay half of issue 12 adds these
-        missing = {name for name in missing if not name.startswith("aamail_relay")}
-    assert missing == set()
+    assert asked - exposed == set()
 
 
 def binding_fetch_counters_exist() -> None:
@@ -157,3 +153,18 @@ def binding_fetch_counters_exist() -> None:
     from mapping.metrics import fetch_observed
 
     fetch_observed(outcome="ok", messages=1, size=10, seconds=0.1)
+
+
+@pytest.mark.django_db
+def test_it_exposes_the_outgoing_relays(client, settings):
+    settings.METRICS_TOKEN = TOKEN
+    stuck, fine = BindingFactory(), BindingFactory()
+    RelayStatus.objects.create(
+        binding=stuck, state=RelayState.FAILING, deferred=3, bounced=1, failing_since=timezone.now()
+    )
+    RelayStatus.objects.create(binding=fine, state=RelayState.OK, bounced=2)
+    found = samples(client.get("/metrics", HTTP_AUTHORIZATION=f"Bearer {TOKEN}").content.decode())
+    assert found[("aamail_relays", (("state", "failing"),))] == 1
+    assert found[("aamail_relays", (("state", "ok"),))] == 1
+    assert found[("aamail_relay_deferred_messages", ())] == 3
+    assert found[("aamail_relay_bounced_messages", ())] == 3

@@ -11,6 +11,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from accounts.models import Account
+from mailservice.models import RelayState, RelayStatus
 from mapping.models import (
     Binding,
     BindingState,
@@ -154,12 +155,28 @@ def test_it_charts_messages_and_bytes_per_day_for_30_days(admin_client_su):
     assert f"{today:%a %d %b}: 40 messages" in page
 
 
-def test_it_says_the_relay_is_not_watched_while_relay_status_is_absent(admin_client_su):
-    page = admin_client_su.get(reverse("overview")).content.decode()
-    if selectors.relay_status_model() is None:
-        assert "not watched in this version" in page
-    else:
-        assert "Relays failing" in page
+def test_it_shows_the_outgoing_relays_failing_first_with_their_error(admin_client, domain):
+    mine = AccountFactory(domain=domain)
+    stuck = BindingFactory(account=mine, smtp_host="smtp.isp.example", username="sales-isp")
+    RelayStatus.objects.create(
+        binding=stuck,
+        state=RelayState.FAILING,
+        deferred=2,
+        failing_since=timezone.now() - timedelta(hours=3),
+        last_error="The ISP refused the relay login of sales-isp (535 5.7.8).",
+    )
+    RelayStatus.objects.create(binding=BindingFactory(account=mine), state=RelayState.OK)
+    elsewhere = BindingFactory(username="not-mine")  # another domain: never shown
+    RelayStatus.objects.create(binding=elsewhere, state=RelayState.FAILING, deferred=9)
+
+    page = admin_client.get(reverse("overview")).content.decode()
+    relay = page.split('id="relay-title"', 1)[1]
+    assert "<strong>1</strong><span>Relays OK</span>" in relay
+    assert "<strong>1</strong><span>Relays failing</span>" in relay
+    assert "<strong>2</strong><span>Waiting in the queue</span>" in relay
+    assert "The ISP refused the relay login of sales-isp (535 5.7.8)." in relay
+    assert "for 3\xa0hours" in relay and mine.address in relay
+    assert "not-mine" not in page
 
 
 def test_it_shows_state_badges_on_the_domain_and_account_lists(admin_client_su):
