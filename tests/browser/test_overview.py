@@ -1,5 +1,6 @@
 """A real browser walks the Overview: a failing binding, quarantined messages (retry,
-download, forget), the 30-day chart, and the state badges of the lists."""
+download, forget), the 30-day chart, an outgoing relay whose mail is deferred, and the state
+badges of the lists."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from django.utils import timezone
 from playwright.sync_api import expect
 
 from domains.models import Security
+from mailservice.models import RelayState, RelayStatus
 from mapping.fetch import binding_fetch
 from mapping.models import Binding, FetchDay, LeavePolicy, QuarantineState
 from tests.factories import LOCAL_PASSWORD, AccountFactory, AdminAccountFactory, BindingFactory
@@ -60,6 +62,15 @@ def test_it_walks_the_overview_with_a_failing_binding_and_quarantined_messages(
                 binding=refused, day=today - timedelta(days=age), runs=2,
                 messages=age % 7 + 1, bytes=(age % 5 + 1) * 150_000,
             )  # fmt: skip
+        # Mail of support@ waits in the queue: the ISP refuses its relay login (what the relay
+        # watch records from Postfix's queue, tests/mailservice/test_relay_status.py).
+        refused.is_outgoing_relay = True
+        refused.save(update_fields=["is_outgoing_relay"])
+        RelayStatus.objects.create(
+            binding=refused, state=RelayState.FAILING, deferred=3, checked_at=timezone.now(),
+            failing_since=timezone.now() - timedelta(minutes=40),
+            last_error="The ISP refused the relay login of support-isp (535 5.7.8).",
+        )  # fmt: skip
 
         page.goto("/login/")
         page.get_by_label("Address or user name").fill(admin.address)
@@ -80,7 +91,13 @@ def test_it_walks_the_overview_with_a_failing_binding_and_quarantined_messages(
         expect(held).to_contain_text("The download broke at this message")
         bars = page.locator("#charts svg").first.locator("rect")
         expect(bars).to_have_count(30)
-        expect(page.locator("#relay-state")).to_be_visible()
+        relay = page.locator("#relay-state")
+        expect(relay.locator(".stat.bad", has_text="Relays failing")).to_contain_text("1")
+        expect(relay.locator(".stat.warn", has_text="Waiting in the queue")).to_contain_text("3")
+        deferred = page.locator("#relay-failing")
+        expect(deferred).to_contain_text("support@")
+        expect(deferred).to_contain_text("refused the relay login of support-isp")
+        expect(deferred).to_contain_text("for 40")
         screenshot(page, "overview")
 
         # Download the message that was read but never delivered.
