@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.contrib import messages
 from django.urls import reverse
 from django.utils.decorators import method_decorator
@@ -35,6 +37,6 @@ class AlertSettingsView(ConsoleMixin, UpdateView):
     def get_success_url(self) -> str:
         return reverse("alert-settings", args=[self.object.pk])
 
-    def get_context_data(self, **kwargs):
+    def get_context_data(self, **kwargs: Any):
         recent = self.object.alerts.order_by("-created_at", "-id")[:RECENT]
         return super().get_context_data(recent=recent, **kwargs)

@@ -7,6 +7,7 @@ accounts: the admin is the only place a domain can be deleted.
 from __future__ import annotations
 
 from django.contrib import admin
+from django.http import HttpRequest
 
 from . import services
 from .models import AuditEvent
@@ -15,11 +16,11 @@ from .models import AuditEvent
 class AuditedModelAdmin(admin.ModelAdmin):
     """Records additions, changes (field names) and deletions made in the admin."""
 
-    def log_addition(self, request, obj, message):
+    def log_addition(self, request: HttpRequest, obj, message):
         services.record(request, f"{obj._meta.model_name}.created", obj)
         return super().log_addition(request, obj, message)
 
-    def log_change(self, request, obj, message):
+    def log_change(self, request: HttpRequest, obj, message):
         changed = [
             name
             for entry in (message if isinstance(message, list) else [])
@@ -28,7 +29,7 @@ class AuditedModelAdmin(admin.ModelAdmin):
         services.record(request, f"{obj._meta.model_name}.changed", obj, fields=changed)
         return super().log_change(request, obj, message)
 
-    def log_deletions(self, request, queryset):
+    def log_deletions(self, request: HttpRequest, queryset):
         for obj in queryset:
             services.record(request, f"{obj._meta.model_name}.deleted", obj)
         return super().log_deletions(request, queryset)
@@ -42,11 +43,11 @@ class AuditEventAdmin(admin.ModelAdmin):
     list_filter = ["action"]
     search_fields = ["actor", "target", "domain_name"]
 
-    def has_add_permission(self, request) -> bool:
+    def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 
-    def has_change_permission(self, request, obj=None) -> bool:
+    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
         return False
 
-    def has_delete_permission(self, request, obj=None) -> bool:
+    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
         return False

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime, time, timedelta
+from typing import Any
 
 from django import forms
 from django.utils import timezone
@@ -28,7 +29,9 @@ class AuditFilterForm(forms.Form):
         label="To", required=False, widget=forms.DateInput(attrs={"type": "date"})
     )
 
-    def __init__(self, *args, domains: list[tuple[int, str]], serverwide: bool, **kwargs):
+    def __init__(
+        self, *args: Any, domains: list[tuple[int, str]], serverwide: bool, **kwargs: Any
+    ) -> None:
         super().__init__(*args, **kwargs)
         choices = [("", "Every domain"), *((str(pk), name) for pk, name in domains)]
         if serverwide:  # superusers: key rotations and their own logins belong to no domain

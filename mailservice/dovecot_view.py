@@ -13,6 +13,7 @@ creates that role).
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from django.conf import settings
 from django.db import connections
@@ -67,12 +68,12 @@ def grant_to_dovecot_role(connection) -> None:
         cursor.execute(f"GRANT SELECT ON {VIEW_NAME} TO {quoted}")
 
 
-def drop_before_migrate(sender, using: str = "default", **kwargs) -> None:
+def drop_before_migrate(sender, using: str = "default", **kwargs: Any) -> None:
     with connections[using].cursor() as cursor:
         cursor.execute(DROP_VIEW)
 
 
-def create_after_migrate(sender, using: str = "default", **kwargs) -> None:
+def create_after_migrate(sender, using: str = "default", **kwargs: Any) -> None:
     connection = connections[using]
     recorder = MigrationRecorder(connection)
     if not recorder.has_table():

@@ -423,7 +423,7 @@ def _store(seen: dict[int, _Seen], bindings: dict[int, Binding], now: datetime) 
 class RelayWatchThread(threading.Thread):
     """`relay_watch_once` every `interval` seconds until stopped (`manage.py mailserver`)."""
 
-    def __init__(self, *, postfix_dir: str | Path, mail_root: str | Path, interval: float):
+    def __init__(self, *, postfix_dir: str | Path, mail_root: str | Path, interval: float) -> None:
         super().__init__(name="relay-watch", daemon=True)
         self.postfix_dir, self.mail_root, self.interval = postfix_dir, mail_root, interval
         self._stop = threading.Event()

@@ -8,6 +8,7 @@ or a fragment. Passwords typed on a page are used and never rendered back.
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import Any
 from urllib.parse import urlencode
 
 from django.contrib import messages
@@ -41,12 +42,12 @@ from .oauth.providers import ProviderError, provider
 class Pop3TabMixin(ConsoleMixin):
     tab = "pop3"
 
-    def dispatch(self, request, *args, **kwargs):
+    def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any):
         if request.user.is_authenticated:
             self.account = get_account_for(request.user, self.kwargs["account_id"])
         return super().dispatch(request, *args, **kwargs)
 
-    def get_context_data(self, **kwargs):
+    def get_context_data(self, **kwargs: Any):
         return super().get_context_data(
             account=self.account, domain=self.account.domain, tab=self.tab, **kwargs
         )
@@ -62,7 +63,7 @@ class BindingListView(Pop3TabMixin, ListView):
     def get_queryset(self):
         return self.account.bindings.order_by("id")
 
-    def get_context_data(self, **kwargs):
+    def get_context_data(self, **kwargs: Any):
         # Issue 12: the set-aside (poison) messages of this account's bindings.
         held = selectors.quarantine_held(account=self.account)
         return super().get_context_data(held=held, **kwargs)
@@ -78,12 +79,12 @@ class BindingCreateView(Pop3TabMixin, CreateView):
     form_class = BindingForm
     template_name = "mapping/binding_form.html"
 
-    def get(self, request, *args, **kwargs):
+    def get(self, request: HttpRequest, *args: Any, **kwargs: Any):
         if not self.account.may_have_bindings:
             return self._refuse()
         return super().get(request, *args, **kwargs)
 
-    def post(self, request, *args, **kwargs):
+    def post(self, request: HttpRequest, *args: Any, **kwargs: Any):
         if not self.account.may_have_bindings:
             return self._refuse()
         return super().post(request, *args, **kwargs)
@@ -425,7 +426,7 @@ def _detect(
     return _fragment(request, report=report)
 
 
-def _fragment(request, *, report=None, errors=(), status: int = 200) -> HttpResponse:
+def _fragment(request: HttpRequest, *, report=None, errors=(), status: int = 200) -> HttpResponse:
     return render(
         request, "mapping/_detect_report.html", {"report": report, "errors": errors}, status=status
     )

@@ -182,7 +182,9 @@ def size(octets: int) -> str:
 class Run:
     """The state of one run: deadline, policy, the section being written, open sockets."""
 
-    def __init__(self, deadline: Deadline, policy: outbound.Policy, *targets: Target | None):
+    def __init__(
+        self, deadline: Deadline, policy: outbound.Policy, *targets: Target | None
+    ) -> None:
         self.deadline = deadline
         self.policy = policy
         self.secrets = [t.password for t in targets if t and t.password]

@@ -11,6 +11,7 @@ import contextlib
 import smtplib
 import socket
 import ssl
+from typing import Any
 
 from ..oauth import sasl
 from . import certificates
@@ -185,7 +186,7 @@ def _oauth_auth(run: Run, smtp: smtplib.SMTP, target: Target) -> None:
         smtp.quit()
 
 
-def _call(run: Run, name: str, target: Target, wait: float, call, *args, **kwargs):
+def _call(run: Run, name: str, target: Target, wait: float, call, *args: Any, **kwargs: Any):
     """Run one smtplib call; turn its exceptions into a failed step in words."""
     where = f"{target.host}:{target.port}"
     try:
@@ -229,7 +230,7 @@ class _TlsFailed(Exception):
 class _AdoptingSMTP(smtplib.SMTP):
     """smtplib on a socket the outbound guard connected (smtplib would look the name up)."""
 
-    def __init__(self, sock: socket.socket, **kwargs) -> None:
+    def __init__(self, sock: socket.socket, **kwargs: Any) -> None:
         self._adopt = sock
         super().__init__(**kwargs)
 

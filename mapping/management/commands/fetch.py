@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import sys
 import time
+from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.template.defaultfilters import filesizeformat
 
 from mapping import selectors
@@ -48,13 +49,13 @@ class ProgressBar:
 class Command(BaseCommand):
     help = "Fetch remote POP3 accounts now, in the foreground (all, or those of ADDRESSes)."
 
-    def add_arguments(self, parser) -> None:
+    def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("addresses", nargs="*", metavar="ADDRESS", help="local@domain")
         parser.add_argument(
             "--all", action="store_true", dest="fetch_all", help="every enabled binding"
         )
 
-    def handle(self, *args, addresses: list[str], fetch_all: bool, **options) -> None:
+    def handle(self, *args: Any, addresses: list[str], fetch_all: bool, **options: Any) -> None:
         if fetch_all == bool(addresses):
             raise CommandError("Give either --all or one or more account addresses.")
         if fetch_all:
