@@ -245,7 +245,7 @@ class MailConfig:
                 )
 
 
-def _conninfo_value(value) -> str:
+def _conninfo_value(value: object) -> str:
     # libpq connection strings: quote with '…' and escape \ and '.
     text = str(value)
     if text and re.match(r"^[A-Za-z0-9._/-]+$", text):

@@ -31,7 +31,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-
 log = logging.getLogger(__name__)
 
 MAX_REPLY = 100_000  # socketmap_table(5): Postfix refuses longer replies

@@ -11,11 +11,14 @@ import contextlib
 import smtplib
 import socket
 import ssl
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from ..oauth import sasl
 from . import certificates
 from .run import OK, Run, Target, secs, size
+
+T = TypeVar("T")
 
 
 def smtp_plan(target: Target) -> list[str]:
@@ -93,7 +96,7 @@ def _starttls(run: Run, smtp: smtplib.SMTP, target: Target, wait: float) -> None
     context = run.context()
     try:
         _call(run, "STARTTLS", target, wait, smtp.starttls, context=context)
-    except _TlsFailed as failed:
+    except _StartTlsError as failed:
         # smtplib raises the handshake's error from starttls(): the server said 220 to it.
         run.add("STARTTLS", OK, "The server accepted STARTTLS.")
         exc = failed.error
@@ -106,7 +109,9 @@ def _starttls(run: Run, smtp: smtplib.SMTP, target: Target, wait: float) -> None
     run.add("TLS handshake", OK, _summary(smtp.sock))
 
 
-def _ehlo(run: Run, smtp: smtplib.SMTP, target: Target, wait: float, *, again=False) -> None:
+def _ehlo(
+    run: Run, smtp: smtplib.SMTP, target: Target, wait: float, *, again: bool = False
+) -> None:
     code, said = _call(run, "EHLO", target, wait, smtp.ehlo)
     if code != 250:
         text = said.decode("utf-8", "replace")[:200]
@@ -186,14 +191,22 @@ def _oauth_auth(run: Run, smtp: smtplib.SMTP, target: Target) -> None:
         smtp.quit()
 
 
-def _call(run: Run, name: str, target: Target, wait: float, call, *args: Any, **kwargs: Any):
+def _call(
+    run: Run,
+    name: str,
+    target: Target,
+    wait: float,
+    call: Callable[..., T],
+    *args: Any,
+    **kwargs: Any,
+) -> T:
     """Run one smtplib call; turn its exceptions into a failed step in words."""
     where = f"{target.host}:{target.port}"
     try:
         return call(*args, **kwargs)
     except ssl.SSLError as exc:
         if name == "STARTTLS":
-            raise _TlsFailed(exc) from None
+            raise _StartTlsError(exc) from None
         raise run.fail(name, f"The TLS connection to {where} failed ({exc}).") from None
     except smtplib.SMTPAuthenticationError as exc:
         said = exc.smtp_error.decode("utf-8", "replace")[:200]
@@ -220,7 +233,7 @@ def _call(run: Run, name: str, target: Target, wait: float, call, *args: Any, **
         raise run.fail(name, f"The connection to {where} failed ({exc}).") from None
 
 
-class _TlsFailed(Exception):
+class _StartTlsError(Exception):
     """The STARTTLS handshake failed; carries the ssl error to describe it."""
 
     def __init__(self, error: Exception) -> None:
@@ -234,7 +247,7 @@ class _AdoptingSMTP(smtplib.SMTP):
         self._adopt = sock
         super().__init__(**kwargs)
 
-    def _get_socket(self, host, port, timeout):
+    def _get_socket(self, host: str, port: int, timeout: float) -> socket.socket:
         sock, self._adopt = self._adopt, None
         if sock is None:
             raise OSError("This SMTP session was already used.")

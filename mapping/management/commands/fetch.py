@@ -11,20 +11,20 @@ from __future__ import annotations
 
 import sys
 import time
-from typing import Any
+from typing import Any, TextIO
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.template.defaultfilters import filesizeformat
 
 from mapping import selectors
 from mapping.fetch import binding_fetch
-from mapping.models import Binding, FetchOutcome
+from mapping.models import Binding, FetchOutcome, FetchRun
 
 
 class ProgressBar:
     """One redrawn line on a terminal: [#####.....] done/total messages, size, label."""
 
-    def __init__(self, stream, label: str, width: int = 30) -> None:
+    def __init__(self, stream: TextIO, label: str, width: int = 30) -> None:
         self.stream, self.label, self.width = stream, label, width
         self.enabled = stream.isatty()
         self._last = 0.0
@@ -87,7 +87,7 @@ class Command(BaseCommand):
             parts += [f"{len(skipped)} skipped (another fetch holds them)"] if skipped else []
             raise CommandError("; ".join(parts) + ".", returncode=1)
 
-    def _summary(self, rows) -> None:
+    def _summary(self, rows: list[tuple[Binding, FetchRun, float]]) -> None:
         header = ("Account", "ISP account", "Outcome", "Messages", "Size", "Deleted", "Time")
         table = [
             (
