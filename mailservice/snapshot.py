@@ -223,31 +223,9 @@ class PostgresChanges:
             conn = None
             try:
                 conn = self._conn = self._connect()
-                conn.execute(f"LISTEN {CHANNEL}")
-                missing = self._triggers_missing(conn)
-                if missing:
-                    log.error(
-                        "mailmap: change triggers %s missing (run `manage.py migrate`); "
-                        "answering every lookup from the database",
-                        ", ".join(missing),
-                    )
-                    raise _NotReadyError
-                # Listening before the epoch starts: a change committed from now on is
-                # notified; one committed before is in the next snapshot read.
-                self._epoch += 1
-                generation = 0
-                self._state = (self._epoch, generation)
-                log.info("mailmap: listening for changes; answering from memory")
+                self._listen(conn)
                 delay = 0.05
-                checked = time.monotonic()
-                while not self._stop.is_set():
-                    for _notify in conn.notifies(timeout=self.poll):
-                        generation += 1
-                        self._state = (self._epoch, generation)
-                    if time.monotonic() - checked >= self.check_every:
-                        if self._triggers_missing(conn):
-                            raise _NotReadyError
-                        checked = time.monotonic()
+                self._follow(conn)
             except _NotReadyError:
                 self._state = None
                 delay = self.retry_max
@@ -267,6 +245,36 @@ class PostgresChanges:
                         conn.close()
             self._stop.wait(delay)
             delay = min(self.retry_max, delay * 2)
+
+    def _listen(self, conn: psycopg.Connection) -> None:
+        """LISTEN, then vouch for snapshots in a new epoch; _NotReadyError without triggers."""
+        conn.execute(f"LISTEN {CHANNEL}")
+        missing = self._triggers_missing(conn)
+        if missing:
+            log.error(
+                "mailmap: change triggers %s missing (run `manage.py migrate`); "
+                "answering every lookup from the database",
+                ", ".join(missing),
+            )
+            raise _NotReadyError
+        # Listening before the epoch starts: a change committed from now on is
+        # notified; one committed before is in the next snapshot read.
+        self._epoch += 1
+        self._state = (self._epoch, 0)
+        log.info("mailmap: listening for changes; answering from memory")
+
+    def _follow(self, conn: psycopg.Connection) -> None:
+        """Move the token on every NOTIFY until stopped; re-check the triggers now and then."""
+        generation = 0
+        checked = time.monotonic()
+        while not self._stop.is_set():
+            for _notify in conn.notifies(timeout=self.poll):
+                generation += 1
+                self._state = (self._epoch, generation)
+            if time.monotonic() - checked >= self.check_every:
+                if self._triggers_missing(conn):
+                    raise _NotReadyError
+                checked = time.monotonic()
 
 
 class _NotReadyError(Exception):

@@ -201,36 +201,38 @@ def _call(
     **kwargs: Any,
 ) -> T:
     """Run one smtplib call; turn its exceptions into a failed step in words."""
-    where = f"{target.host}:{target.port}"
     try:
         return call(*args, **kwargs)
     except ssl.SSLError as exc:
         if name == "STARTTLS":
             raise _StartTlsError(exc) from None
-        raise run.fail(name, f"The TLS connection to {where} failed ({exc}).") from None
-    except smtplib.SMTPAuthenticationError as exc:
+        raise run.fail(name, _in_words(exc, target, wait)) from None
+    except (smtplib.SMTPException, UnicodeEncodeError, OSError) as exc:
+        raise run.fail(name, _in_words(exc, target, wait)) from None
+
+
+def _in_words(exc: Exception, target: Target, wait: float) -> str:
+    """What a failed smtplib call means, for the step's detail (most specific class first)."""
+    where = f"{target.host}:{target.port}"
+    if isinstance(exc, ssl.SSLError):
+        return f"The TLS connection to {where} failed ({exc})."
+    if isinstance(exc, smtplib.SMTPAuthenticationError):
         said = exc.smtp_error.decode("utf-8", "replace")[:200]
-        raise run.fail(
-            name,
-            f"The ISP's SMTP server rejected the username or password ({exc.smtp_code} {said}).",
-        ) from None
-    except smtplib.SMTPServerDisconnected as exc:
+        return f"The ISP's SMTP server rejected the username or password ({exc.smtp_code} {said})."
+    if isinstance(exc, smtplib.SMTPServerDisconnected):
         if isinstance(exc.__context__, TimeoutError):
-            raise run.fail(name, f"No answer from {where} after {secs(wait)} s.") from None
-        raise run.fail(name, f"{where} closed the connection unexpectedly.") from None
-    except smtplib.SMTPResponseException as exc:
+            return f"No answer from {where} after {secs(wait)} s."
+        return f"{where} closed the connection unexpectedly."
+    if isinstance(exc, smtplib.SMTPResponseException):
         said = exc.smtp_error.decode("utf-8", "replace")[:200] if exc.smtp_error else ""
-        raise run.fail(name, f"{where} answered {exc.smtp_code} {said}".strip() + ".") from None
-    except smtplib.SMTPException as exc:
-        raise run.fail(name, f"{where}: {exc}") from None
-    except UnicodeEncodeError:
-        raise run.fail(
-            name, "The username or password has characters SMTP AUTH cannot send (non-ASCII)."
-        ) from None
-    except TimeoutError:
-        raise run.fail(name, f"No answer from {where} after {secs(wait)} s.") from None
-    except OSError as exc:
-        raise run.fail(name, f"The connection to {where} failed ({exc}).") from None
+        return f"{where} answered {exc.smtp_code} {said}".strip() + "."
+    if isinstance(exc, smtplib.SMTPException):
+        return f"{where}: {exc}"
+    if isinstance(exc, UnicodeEncodeError):
+        return "The username or password has characters SMTP AUTH cannot send (non-ASCII)."
+    if isinstance(exc, TimeoutError):
+        return f"No answer from {where} after {secs(wait)} s."
+    return f"The connection to {where} failed ({exc})."
 
 
 class _StartTlsError(Exception):

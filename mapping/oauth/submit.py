@@ -200,6 +200,23 @@ def send_data(smtp: smtplib.SMTP, stream: Iterable[bytes]) -> tuple[int, bytes]:
     return smtp.getreply()
 
 
+def envelope(smtp: smtplib.SMTP, sender: str, recipients: list[str]) -> None:
+    """MAIL and RCPT; refused recipients bounce the message (all 5xx) or defer it."""
+    options = ["BODY=8BITMIME"] if smtp.has_extn("8bitmime") else []
+    _check(*smtp.mail(sender, options), f"the sender {sender}")
+    refusals = []
+    for rcpt in recipients:
+        code, message = smtp.rcpt(rcpt)
+        if code >= 400:
+            refusals.append((code, f"{rcpt}: {_reply_text(code, message)}"))
+    if refusals:  # with recipient_limit 1 this is the one recipient
+        smtp.rset()
+        text = "the ISP refused " + "; ".join(t for _, t in refusals)
+        if all(code >= 500 for code, _ in refusals):
+            raise BouncedError(text)
+        raise DeferredError(text)
+
+
 def submit(args: argparse.Namespace, stream: Iterable[bytes]) -> None:
     """The whole submission; raises DeferredError or BouncedError, returns when the ISP took it."""
     host, _, port = args.nexthop.rpartition(":")
@@ -222,19 +239,7 @@ def submit(args: argparse.Namespace, stream: Iterable[bytes]) -> None:
         raise DeferredError(f"4.4.1 {host}:{port} is unreachable ({exc})") from None
     try:
         authenticate(smtp, login, token)
-        options = ["BODY=8BITMIME"] if smtp.has_extn("8bitmime") else []
-        _check(*smtp.mail(args.sender, options), f"the sender {args.sender}")
-        refusals = []
-        for rcpt in args.recipients:
-            code, message = smtp.rcpt(rcpt)
-            if code >= 400:
-                refusals.append((code, f"{rcpt}: {_reply_text(code, message)}"))
-        if refusals:  # with recipient_limit 1 this is the one recipient
-            smtp.rset()
-            text = "the ISP refused " + "; ".join(t for _, t in refusals)
-            if all(code >= 500 for code, _ in refusals):
-                raise BouncedError(text)
-            raise DeferredError(text)
+        envelope(smtp, args.sender, args.recipients)
         _check(*send_data(smtp, stream), "the message")
         with contextlib.suppress(OSError, smtplib.SMTPException):
             smtp.quit()  # the message is accepted once DATA's 250 is in
