@@ -1,6 +1,7 @@
 """Celery app: reads CELERY_* Django settings and finds each app's tasks.py."""
 
 import os
+from typing import Any
 
 from celery import Celery
 from celery.signals import worker_init
@@ -13,7 +14,7 @@ app.autodiscover_tasks()
 
 
 @worker_init.connect
-def refuse_to_start_without_mail_owner(**kwargs) -> None:
+def refuse_to_start_without_mail_owner(**kwargs: Any) -> None:
     """A worker stores mail: refuse to start when its files could not belong to the mail user.
 
     Otherwise every fetch would fail, or worse, store files Dovecot cannot read (issue 10).

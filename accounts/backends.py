@@ -12,11 +12,17 @@ Django user.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from django.contrib.auth import get_user_model
 from django.contrib.auth.backends import BaseBackend
 from django.contrib.auth.hashers import make_password
+from django.http import HttpRequest
 
 from .models import Account
+
+if TYPE_CHECKING:
+    from django.contrib.auth.models import User  # AUTH_USER_MODEL
 
 
 def _split_address(address: str) -> tuple[str, str] | None:
@@ -34,7 +40,9 @@ def account_sessions_end(*, account: Account) -> None:
 
 
 class MailAccountBackend(BaseBackend):
-    def authenticate(self, request, username: str | None = None, password: str | None = None):
+    def authenticate(
+        self, request: HttpRequest | None, username: str | None = None, password: str | None = None
+    ) -> User | None:
         parts = _split_address(username or "")
         if parts is None or not password:
             return None
@@ -52,7 +60,7 @@ class MailAccountBackend(BaseBackend):
             return None
         return self._companion_user(account)
 
-    def get_user(self, user_id: int):
+    def get_user(self, user_id: int) -> User | None:
         User = get_user_model()
         user = User.objects.filter(pk=user_id, is_active=True).first()
         if user is None:
@@ -63,7 +71,7 @@ class MailAccountBackend(BaseBackend):
         return user
 
     @staticmethod
-    def _companion_user(account: Account):
+    def _companion_user(account: Account) -> User:
         User = get_user_model()
         if account.user_id is None:
             user, _ = User.objects.get_or_create(

@@ -4,6 +4,7 @@ Account creation wizard's own steps (Basic information, Remaining settings)."""
 from __future__ import annotations
 
 from types import SimpleNamespace
+from typing import Any
 
 from django import forms
 from django.contrib.auth.password_validation import validate_password
@@ -55,7 +56,9 @@ class AccountSearchForm(forms.Form):
 class WizardStepForm(forms.Form):
     """Common: the domain, and which secrets the wizard already holds (sealed)."""
 
-    def __init__(self, *args, domain: Domain, kept_secrets: frozenset = frozenset(), **kwargs):
+    def __init__(
+        self, *args: Any, domain: Domain, kept_secrets: frozenset = frozenset(), **kwargs: Any
+    ) -> None:
         super().__init__(*args, **kwargs)
         self.domain = domain
         for name in kept_secrets:

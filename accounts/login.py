@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from django import forms
 from django.contrib.admin.forms import AdminAuthenticationForm
 from django.contrib.auth.forms import AuthenticationForm
+from django.http import HttpRequest
 
 from audit import services as audit
 from domains.models import Domain
 
 from . import throttle
 from .access import account_of
+
+if TYPE_CHECKING:
+    from django.contrib.auth.models import User
 
 
 def too_many_guesses(wait: int) -> forms.ValidationError:
@@ -24,7 +30,7 @@ def too_many_guesses(wait: int) -> forms.ValidationError:
 class _Throttled:
     """clean() of an AuthenticationForm, counted against the name and the client address."""
 
-    def clean(self):
+    def clean(self) -> dict[str, Any]:
         username = self.cleaned_data.get("username")
         if not (username and self.cleaned_data.get("password")):
             return super().clean()  # a field is missing: nothing is checked, nothing counted
@@ -53,13 +59,15 @@ class ThrottledAdminAuthenticationForm(_Throttled, AdminAuthenticationForm):
 # --- the audit log's logins (Django's auth signals, connected in apps.py) -----------------
 
 
-def login_recorded(sender, request, user, **kwargs) -> None:
+def login_recorded(sender: type, request: HttpRequest, user: User, **kwargs: Any) -> None:
     """user_logged_in: console, /me/ and /admin/ logins, filed under the account's domain."""
     address = throttle.client_address(request)
     audit.record(request or user, "login", account_of(user), ip=address)
 
 
-def login_failure_recorded(sender, credentials, request=None, **kwargs) -> None:
+def login_failure_recorded(
+    sender: str, credentials: dict[str, Any], request: HttpRequest | None = None, **kwargs: Any
+) -> None:
     """user_login_failed: the name as typed (never the password), under the domain it names."""
     name = str(credentials.get("username") or "")[:254]
     domain_name = name.rpartition("@")[2].strip().lower() if "@" in name else ""

@@ -3,12 +3,14 @@ and the settings to type into a mail program. Nothing of anyone else, no ISP pas
 
 from __future__ import annotations
 
+from typing import Any
+
 from django import forms
 from django.contrib import messages
 from django.contrib.auth import update_session_auth_hash
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.password_validation import validate_password
-from django.http import Http404
+from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.debug import sensitive_post_parameters, sensitive_variables
 from django.views.decorators.http import require_http_methods
@@ -42,7 +44,9 @@ class LocalPasswordForm(forms.Form):
         widget=forms.PasswordInput(attrs={"autocomplete": "new-password"}),
     )
 
-    def __init__(self, *args, account: Account, request=None, **kwargs) -> None:
+    def __init__(
+        self, *args: Any, account: Account, request: HttpRequest | None = None, **kwargs: Any
+    ) -> None:
         super().__init__(*args, **kwargs)
         self.account = account
         self.request = request
@@ -62,7 +66,7 @@ class LocalPasswordForm(forms.Form):
         return password
 
     @sensitive_variables("cleaned")
-    def clean(self):
+    def clean(self) -> dict[str, Any]:
         cleaned = super().clean()
         new, again = cleaned.get("new_password"), cleaned.get("new_password_again")
         if new and again and new != again:
@@ -75,7 +79,7 @@ class LocalPasswordForm(forms.Form):
         return cleaned
 
 
-def _own_account(request) -> Account:
+def _own_account(request: HttpRequest) -> Account:
     account = account_of(request.user)
     if account is None:
         raise Http404("This login has no mailbox.")
@@ -95,7 +99,9 @@ def client_settings(*, account: Account) -> list[dict]:
     ]  # fmt: skip
 
 
-def _page(request, account: Account, form: LocalPasswordForm, status: int = 200):
+def _page(
+    request: HttpRequest, account: Account, form: LocalPasswordForm, status: int = 200
+) -> HttpResponse:
     relay = account_relay_binding(account=account)
     context = {
         "account": account,
@@ -111,7 +117,7 @@ def _page(request, account: Account, form: LocalPasswordForm, status: int = 200)
 
 @login_required
 @require_http_methods(["GET"])
-def selfservice(request):
+def selfservice(request: HttpRequest) -> HttpResponse:
     account = _own_account(request)
     return _page(request, account, LocalPasswordForm(account=account))
 
@@ -119,7 +125,7 @@ def selfservice(request):
 @sensitive_post_parameters("current_password", "new_password", "new_password_again")
 @login_required
 @require_http_methods(["POST"])
-def selfservice_password(request):
+def selfservice_password(request: HttpRequest) -> HttpResponse:
     account = _own_account(request)
     form = LocalPasswordForm(request.POST, account=account, request=request)
     if not form.is_valid():

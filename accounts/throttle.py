@@ -33,6 +33,7 @@ from dataclasses import dataclass
 
 from django.conf import settings
 from django.core.cache import caches
+from django.core.cache.backends.base import BaseCache
 from django.http import HttpRequest
 
 DETECT_BUSY = "Detect is busy, try again in a moment."
@@ -105,7 +106,7 @@ def _address_bucket(address: str) -> str:
 # --- fixed-window counters ----------------------------------------------------------------
 
 
-def _cache():
+def _cache() -> BaseCache:
     return caches["default"]
 
 

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+from django import forms
 from django.contrib import messages
 from django.contrib.auth import update_session_auth_hash
 from django.contrib.auth.views import LoginView
 from django.db import transaction
-from django.db.models import Count, Prefetch, Q
+from django.db.models import Count, Prefetch, Q, QuerySet
+from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect
 from django.urls import reverse
 from django.utils.decorators import method_decorator
@@ -27,6 +31,7 @@ from .access import (
 from .forms import AccountGeneralForm, AccountSearchForm
 from .login import ThrottledAuthenticationForm
 from .mailbox import quota_status
+from .models import Account
 
 
 @method_decorator(sensitive_post_parameters("password"), name="dispatch")
@@ -39,7 +44,7 @@ class ConsoleLoginView(LoginView):
 class ConsoleHomeView(View):
     """Send each login where it belongs: the console's Overview, or self-service."""
 
-    def get(self, request):
+    def get(self, request: HttpRequest) -> HttpResponse:
         user = request.user
         if not user.is_authenticated:
             return redirect("login")
@@ -56,7 +61,7 @@ class AccountListView(ConsoleMixin, ListView):
     context_object_name = "accounts"
     paginate_by = 25
 
-    def get_queryset(self):
+    def get_queryset(self) -> QuerySet[Account]:
         self.domain = get_domain_for(self.request.user, self.kwargs["domain_id"])
         self.search = AccountSearchForm(self.request.GET or None)
         accounts = self.domain.accounts.annotate(binding_count=Count("bindings")).order_by(
@@ -70,7 +75,7 @@ class AccountListView(ConsoleMixin, ListView):
             accounts = accounts.filter(Q(localpart__icontains=q) | Q(display_name__icontains=q))
         return accounts
 
-    def get_context_data(self, **kwargs):
+    def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
         return super().get_context_data(domain=self.domain, search=self.search, **kwargs)
 
 
@@ -79,10 +84,10 @@ class AccountDialogMixin(ConsoleMixin):
 
     context_object_name = "account"
 
-    def get_queryset(self):
+    def get_queryset(self) -> QuerySet[Account]:
         return accounts_for(self.request.user).select_related("domain")
 
-    def get_context_data(self, **kwargs):
+    def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
         return super().get_context_data(domain=self.object.domain, tab=self.tab, **kwargs)
 
 
@@ -93,7 +98,7 @@ class AccountGeneralView(AccountDialogMixin, UpdateView):
     tab = "general"
 
     @transaction.atomic
-    def form_valid(self, form):
+    def form_valid(self, form: AccountGeneralForm) -> HttpResponse:
         response = super().form_valid(form)
         new_password = form.cleaned_data.get("new_password")
         if set(form.changed_data) - {"new_password"}:
@@ -107,14 +112,14 @@ class AccountGeneralView(AccountDialogMixin, UpdateView):
         messages.success(self.request, f"Account {self.object.address} saved.")
         return response
 
-    def get_context_data(self, **kwargs):
+    def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
         return super().get_context_data(quota=quota_status(self.object), **kwargs)
 
     def get_success_url(self) -> str:
         return reverse("account-general", args=[self.object.pk])
 
 
-def _without(form) -> list[str]:
+def _without(form: forms.Form) -> list[str]:
     # A new password is its own event ("Local password set"), not a changed field.
     return [str(form.fields[name].label) for name in form.changed_data if name != "new_password"]
 
@@ -123,7 +128,7 @@ class AccountDeleteView(AccountDialogMixin, DeleteView):
     template_name = "accounts/account_confirm_delete.html"
     tab = "general"
 
-    def form_valid(self, form):
+    def form_valid(self, form: forms.Form) -> HttpResponse:
         address, domain_id = self.object.address, self.object.domain_id
         audit.record(self.request, "account.deleted", self.object)
         self.object.delete()

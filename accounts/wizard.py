@@ -18,9 +18,11 @@ the server, port, security and mailbox it was made for.
 from __future__ import annotations
 
 import json
+from typing import TYPE_CHECKING, Any
 
+from django import forms
 from django.contrib import messages
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse, HttpResponseBase
 from django.shortcuts import redirect
 from django.urls import reverse
 from django.utils.decorators import method_decorator
@@ -39,6 +41,16 @@ from mapping.oauth.tokens import OAuthError, mailbox_matches
 from .access import ConsoleMixin, account_of, get_domain_for, may_use_console
 from .forms import BasicInformationForm, RemainingSettingsForm
 from .models import AccountKind
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from django.http import QueryDict
+    from django.utils.datastructures import MultiValueDict
+    from formtools.wizard.storage.base import BaseStorage
+
+    from mapping.detect.run import Report
+    from mapping.oauth.tokens import TokenSet
 
 BASIC, MAP, FINISH = "basic", "map", "finish"
 SECRET_FIELDS = {BASIC: ("password1", "password2"), MAP: ("isp_password", "smtp_password")}
@@ -67,7 +79,7 @@ def _endpoint(cleaned: dict) -> list[str]:
     ]
 
 
-def detect_noted(request: HttpRequest, form, report) -> None:
+def detect_noted(request: HttpRequest, form: MapSettingsForm, report: Report) -> None:
     """Remember the wizard's last Detect (which settings, whether it passed) for Finish."""
     request.session[_detect_key(form.domain.pk)] = {
         "endpoint": _endpoint(form.cleaned_data),
@@ -84,19 +96,19 @@ def _detect_state(request: HttpRequest, domain_id: int, mapped: dict) -> dict:
     return {"state": "passed" if note.get("ok") else "failed", "verdict": note.get("verdict")}
 
 
-def _storage(request: HttpRequest, domain_id: int):
+def _storage(request: HttpRequest, domain_id: int) -> BaseStorage:
     return get_storage(
         "formtools.wizard.storage.session.SessionStorage", storage_prefix(domain_id), request
     )
 
 
-def _value(step_data, key: str) -> str:
+def _value(step_data: Mapping, key: str) -> str:
     # formtools hands step data out as a MultiValueDict: .get() is the last value.
     value = step_data.get(key) or ""
     return value[-1] if isinstance(value, list) else value
 
 
-def _same_endpoint(step_data, step: str, name: str, endpoint: dict) -> bool:
+def _same_endpoint(step_data: Mapping, step: str, name: str, endpoint: dict) -> bool:
     for field in ENDPOINTS.get(name, ()):
         stored = _value(step_data, f"{step}-{field}")
         if field in endpoint and str(stored).strip().lower() != str(endpoint[field]).lower():
@@ -137,7 +149,7 @@ OAUTH_KEY = "oauth_sign_in"
 OAUTH_ENDPOINT = (*POP3_ENDPOINT, *SMTP_ENDPOINT[:3])
 
 
-def _endpoint_of(step_data) -> dict[str, str]:
+def _endpoint_of(step_data: Mapping) -> dict[str, str]:
     return {
         name: str(_value(step_data, f"{MAP}-{name}")).strip().lower() for name in OAUTH_ENDPOINT
     }
@@ -145,7 +157,7 @@ def _endpoint_of(step_data) -> dict[str, str]:
 
 @sensitive_variables()
 def oauth_hold(
-    request: HttpRequest, domain_id: int, *, provider_name: str, mailbox: str, tokens
+    request: HttpRequest, domain_id: int, *, provider_name: str, mailbox: str, tokens: TokenSet
 ) -> str:
     """Seal a finished sign-in into the wizard; "" when kept, else why not, in words."""
     storage = _storage(request, domain_id)
@@ -171,7 +183,7 @@ def oauth_hold(
 
 
 @sensitive_variables()
-def _oauth_unseal(storage) -> dict | None:
+def _oauth_unseal(storage: BaseStorage) -> dict | None:
     sealed = (storage.extra_data or {}).get(OAUTH_KEY)
     raw = _unseal(sealed) if sealed else None
     return json.loads(raw) if raw else None
@@ -208,13 +220,13 @@ class AccountCreationWizard(ConsoleMixin, NamedUrlSessionWizardView):
         FINISH: "accounts/wizard/finish.html",
     }
 
-    def dispatch(self, request, *args, **kwargs):
+    def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
         # The domain is needed to name the storage; ConsoleMixin refuses outsiders next.
         if may_use_console(request.user):
             self.domain = get_domain_for(request.user, kwargs["domain_id"])
         return super().dispatch(request, *args, **kwargs)
 
-    def get(self, request, *args, **kwargs):
+    def get(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         if kwargs.get("step") is None:
             # The toolbar's "Account" button starts a new wizard; a reload of a step URL
             # keeps the state.
@@ -224,7 +236,7 @@ class AccountCreationWizard(ConsoleMixin, NamedUrlSessionWizardView):
             return redirect(self.get_step_url(self.steps.first))
         return super().get(request, *args, **kwargs)
 
-    def get_prefix(self, request, *args, **kwargs) -> str:
+    def get_prefix(self, request: HttpRequest, *args: Any, **kwargs: Any) -> str:
         return storage_prefix(kwargs["domain_id"])
 
     def get_step_url(self, step: str) -> str:
@@ -247,7 +259,7 @@ class AccountCreationWizard(ConsoleMixin, NamedUrlSessionWizardView):
             "smtp_security": domain.smtp_security,
         }
 
-    def get_form_kwargs(self, step=None) -> dict:
+    def get_form_kwargs(self, step: str | None = None) -> dict:
         step = step or self.steps.current
         stored = self.storage.get_step_data(step) or {}
         names = SECRET_FIELDS.get(step, ())
@@ -265,13 +277,13 @@ class AccountCreationWizard(ConsoleMixin, NamedUrlSessionWizardView):
             return None
         return {k: held[k] for k in ("provider", "remote_login", "endpoint")}
 
-    def post(self, *args, **kwargs):
+    def post(self, *args: Any, **kwargs: Any) -> HttpResponse:
         provider_name = self.request.POST.get("oauth_sign_in")
         if provider_name and self.steps.current == MAP:
             return self._sign_in(provider_name)
         return super().post(*args, **kwargs)
 
-    def _sign_in(self, provider_name: str):
+    def _sign_in(self, provider_name: str) -> HttpResponse:
         """Keep the step as typed, then off to the provider (the callback comes back here)."""
         form = self.get_form(data=self.request.POST, files=self.request.FILES)
         self.storage.set_step_data(MAP, self.process_step(form))
@@ -292,7 +304,12 @@ class AccountCreationWizard(ConsoleMixin, NamedUrlSessionWizardView):
     # --- passwords: sealed in storage, clear only in memory ------------------------------
 
     @sensitive_variables()
-    def get_form(self, step=None, data=None, files=None):
+    def get_form(
+        self,
+        step: str | None = None,
+        data: QueryDict | None = None,
+        files: MultiValueDict | None = None,
+    ) -> forms.Form:
         step = step or self.steps.current
         unreadable = []
         if data is not None and step in SECRET_FIELDS:
@@ -321,7 +338,7 @@ class AccountCreationWizard(ConsoleMixin, NamedUrlSessionWizardView):
         return form
 
     @sensitive_variables()
-    def process_step(self, form) -> dict:
+    def process_step(self, form: forms.Form) -> dict:
         data = dict(form.data.lists())
         for name in SECRET_FIELDS.get(self.steps.current, ()):
             key = form.add_prefix(name)
@@ -333,7 +350,7 @@ class AccountCreationWizard(ConsoleMixin, NamedUrlSessionWizardView):
 
     # --- pages ---------------------------------------------------------------------------
 
-    def get_context_data(self, form, **kwargs) -> dict:
+    def get_context_data(self, form: forms.Form, **kwargs: Any) -> dict:
         context = super().get_context_data(form=form, **kwargs)
         steps = [(name, self.form_list[name].title) for name in self.get_form_list()]
         context.update(domain=self.domain, step_titles=steps, title=form.title)
@@ -368,7 +385,9 @@ class AccountCreationWizard(ConsoleMixin, NamedUrlSessionWizardView):
         }
 
     @sensitive_variables()
-    def done(self, form_list, form_dict, **kwargs):
+    def done(
+        self, form_list: list[forms.Form], form_dict: dict[str, forms.Form], **kwargs: Any
+    ) -> HttpResponse:
         basic = form_dict[BASIC].cleaned_data
         finish = form_dict[FINISH].cleaned_data
         binding, secrets = None, {}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from typing import Any
 from urllib.parse import urlsplit
 
 from django import forms
@@ -14,7 +15,7 @@ from mapping import crypto, outbound
 MIN_SECRET = 16
 
 
-def _https_by_default(field: models.Field, **kwargs) -> forms.Field | None:
+def _https_by_default(field: models.Field, **kwargs: Any) -> forms.Field | None:
     # A webhook typed without a scheme is https (Django 6's default, asked for now).
     if isinstance(field, models.URLField):
         kwargs["assume_scheme"] = "https"

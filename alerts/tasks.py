@@ -8,7 +8,9 @@ HTTP 4xx) stops at once. Either way the Alert row keeps the last error in words.
 
 from __future__ import annotations
 
-from celery import shared_task
+from collections.abc import Callable
+
+from celery import Task, shared_task
 from django.conf import settings
 
 from . import delivery, scan
@@ -39,7 +41,7 @@ def alerts_digest() -> int:
     return _send(scan.alerts_digest())
 
 
-def _deliver(task, send, alert_id: int) -> str:
+def _deliver(task: Task, send: Callable[..., None], alert_id: int) -> str:
     alert = Alert.objects.select_related("domain").filter(pk=alert_id).first()
     if alert is None:
         return "deleted"
@@ -58,7 +60,7 @@ def _deliver(task, send, alert_id: int) -> str:
     ignore_result=True,
     max_retries=settings.ALERT_RETRIES,
 )
-def alert_email_send(self, alert_id: int) -> str:
+def alert_email_send(self: Task, alert_id: int) -> str:
     """E-mail one alert to its domain's administrators."""
     return _deliver(self, delivery.alert_email_send, alert_id)
 
@@ -69,6 +71,6 @@ def alert_email_send(self, alert_id: int) -> str:
     ignore_result=True,
     max_retries=settings.ALERT_RETRIES,
 )
-def alert_webhook_send(self, alert_id: int) -> str:
+def alert_webhook_send(self: Task, alert_id: int) -> str:
     """POST one alert, signed, to its domain's webhook URL."""
     return _deliver(self, delivery.alert_webhook_send, alert_id)

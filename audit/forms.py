@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import datetime, time, timedelta
+from datetime import date, datetime, time, timedelta
+from typing import Any
 
 from django import forms
 from django.utils import timezone
@@ -28,7 +29,9 @@ class AuditFilterForm(forms.Form):
         label="To", required=False, widget=forms.DateInput(attrs={"type": "date"})
     )
 
-    def __init__(self, *args, domains: list[tuple[int, str]], serverwide: bool, **kwargs):
+    def __init__(
+        self, *args: Any, domains: list[tuple[int, str]], serverwide: bool, **kwargs: Any
+    ) -> None:
         super().__init__(*args, **kwargs)
         choices = [("", "Every domain"), *((str(pk), name) for pk, name in domains)]
         if serverwide:  # superusers: key rotations and their own logins belong to no domain
@@ -53,7 +56,7 @@ class AuditFilterForm(forms.Form):
         }
 
 
-def _midnight(day) -> datetime | None:
+def _midnight(day: date | None) -> datetime | None:
     if day is None:
         return None
     return timezone.make_aware(datetime.combine(day, time.min))

@@ -249,7 +249,8 @@ def prepare_db(work: Path, env: dict, plan: list[dict]) -> dict[str, int]:
 # --- main -----------------------------------------------------------------------------------
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, set[str]]:
+    """The options, and the tools to run (ours brings its POP3S twin unless --no-ssl)."""
     parser = argparse.ArgumentParser(description="AAMail fetch benchmark (see bench/README.md).")
     parser.add_argument("--quick", action="store_true", help="small corpora (smoke test)")
     parser.add_argument("--seed", type=int, default=4)
@@ -286,6 +287,134 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unknown tool or corpus: {sorted(unknown) or args.corpora}")
     if "ours" in tools and not args.no_ssl:
         tools.add("ssl")
+    return args, tools
+
+
+def warm_up(work: Path, isp: Dovecot, corpora: dict[str, list[corpus.Message]]) -> bool:
+    """One unmeasured fetch per corpus; False (and why, logged) when one is not exact.
+
+    Dovecot indexes the mailbox and computes sizes at the first login, and a keep-mode
+    session moves new/ -> cur/ at QUIT. Every measured run then sees the same server state
+    (all in cur/, indexed, in the page cache).
+    """
+    for name, messages in corpora.items():
+        warm = run_floor(work, isp, name, FLOOR_NOSYNC, -1, messages)
+        if not warm.verdict.ok:
+            log(
+                f"Warm-up fetch of {name} is not exact: {warm.verdict.summary()} "
+                f"{warm.verdict.problems} {warm.note}"
+            )
+            return False
+    return True
+
+
+def _binding_row(key: str, port: int, security: str, name: str) -> dict:
+    return {
+        "key": key,
+        "port": port,
+        "security": security,
+        "username": name,
+        "password": PASSWORD,
+    }
+
+
+def plan_bindings(isp: Dovecot, corpora: dict, tools: set[str], args: argparse.Namespace) -> list:
+    """One binding per measured run of ours (plain and POP3S), plus the profiled ones."""
+    rows = []
+    for rep in range(args.repeat):
+        for name in corpora:
+            for sec, port in (("none", isp.pop3_port), ("ssl", isp.pop3s_port)):
+                if sec == "ssl" and "ssl" not in tools:
+                    continue
+                rows.append(_binding_row(f"{name}-{sec}-{rep}", port, sec, name))
+    if args.profile:
+        rows += [_binding_row(f"{name}-none-prof", isp.pop3_port, "none", name) for name in corpora]
+    return rows
+
+
+def tools_of_round(rep: int, tools: set[str], args: argparse.Namespace) -> list[str]:
+    """The tools measured in round ``rep``: floors and ours --repeat times, peers --peer-repeat."""
+    ours_round, peer_round = rep < args.repeat, rep < args.peer_repeat
+    todo = []
+    if "floor" in tools and ours_round:
+        todo += [FLOOR_NOSYNC, FLOOR_DURABLE, FLOOR_DIRSYNC]
+    if "ours" in tools and ours_round:
+        todo.append(OURS)
+    if "ssl" in tools and ours_round:
+        todo.append(OURS_SSL)
+    if "getmail" in tools and peer_round:
+        todo.append(GETMAIL)
+    if "fetchmail" in tools and peer_round:
+        todo.append(FETCHMAIL)
+    return todo
+
+
+def measure_all(
+    work: Path,
+    isp: Dovecot,
+    corpora: dict[str, list[corpus.Message]],
+    tools: set[str],
+    args: argparse.Namespace,
+    *,
+    env: dict | None,
+    bindings: dict[str, int] | None,
+    user: str | None,
+) -> list[Run]:
+    """Every measured run, round by round, each from a flushed disk."""
+    runs: list[Run] = []
+    for rep in range(max(args.repeat, args.peer_repeat)):
+        for name, messages in corpora.items():
+            for tool in tools_of_round(rep, tools, args):
+                fresh_disk()
+                if tool in (FLOOR_NOSYNC, FLOOR_DURABLE, FLOOR_DIRSYNC):
+                    run = run_floor(work, isp, name, tool, rep, messages)
+                elif tool in (OURS, OURS_SSL):
+                    key = f"{name}-{'none' if tool == OURS else 'ssl'}-{rep}"
+                    run = run_ours(work, env, bindings[key], key, tool, name, rep, messages)
+                else:
+                    run = run_peer(work, isp, user, tool, name, rep, messages, args.timeout)
+                runs.append(run)
+                log(
+                    f"  [{rep}] {name:5} {tool:26} {run.fetch_s:8.3f} s "
+                    f"(proc {run.proc_s:6.2f} s) {run.rss_mb:7.1f} MB  "
+                    f"{run.verdict.summary()} {run.note[:100]}"
+                )
+    return runs
+
+
+def profile_ours(work: Path, env: dict, bindings: dict[str, int], corpora: dict, out: Path) -> None:
+    """Extra runs under cProfile, after the measured ones and not counted in them."""
+    for name, messages in corpora.items():
+        key = f"{name}-none-prof"
+        stats = out / f"profile-{name}.pstats"
+        fresh_disk()
+        run = run_ours(work, env, bindings[key], key, OURS, name, -1, messages, stats)
+        log(f"  profiled {name}: {run.fetch_s:.3f} s under cProfile -> {stats}")
+
+
+def write_results(args: argparse.Namespace, runs: list[Run], corpora: dict, described: dict) -> str:
+    """results.md and results.json under --out; returns the report."""
+    rows = aggregate(runs, corpora)
+    report, targets = build_report(rows, runs, corpora, args, described)
+    title = f"## Fetch benchmark ({'quick' if args.quick else 'full'})\n\n"
+    (args.out / "results.md").write_text(title + report)
+    (args.out / "results.json").write_text(
+        json.dumps(
+            {
+                "args": {k: str(v) for k, v in vars(args).items()},
+                "corpora": described,
+                "rows": [{**asdict(r), "msgs_s": r.msgs_s, "mb_s": r.mb_s} for r in rows.values()],
+                "runs": [{**asdict(r), "verdict": asdict(r.verdict)} for r in runs],
+                "targets": [{"target": label, "ok": ok} for label, ok in targets],
+            },
+            indent=1,
+        )
+    )
+    return report
+
+
+def main(argv: list[str] | None = None) -> int:
+    args, tools = parse_args(argv)
     if os.geteuid() != 0:
         log("The benchmark needs root: Dovecot's mail processes run as uid 8 (tests/servers).")
         return 2
@@ -304,23 +433,13 @@ def main(argv: list[str] | None = None) -> int:
     work.chmod(0o755)  # the peers' user must reach its directories below
     (work / "out").mkdir(mode=0o755)
     user = peers.ensure_user() if tools & {"getmail", "fetchmail"} else None
-    runs: list[Run] = []
     args.out.mkdir(parents=True, exist_ok=True)
     try:
         with Dovecot() as isp:
             log("Filling the Dovecot mailboxes ...")
             fill(isp, corpora)
-            # Warm-up, not measured: Dovecot indexes the mailbox and computes sizes at the
-            # first login, and a keep-mode session moves new/ -> cur/ at QUIT. Every measured
-            # run then sees the same server state (all in cur/, indexed, in the page cache).
-            for name, messages in corpora.items():
-                warm = run_floor(work, isp, name, FLOOR_NOSYNC, -1, messages)
-                if not warm.verdict.ok:
-                    log(
-                        f"Warm-up fetch of {name} is not exact: {warm.verdict.summary()} "
-                        f"{warm.verdict.problems} {warm.note}"
-                    )
-                    return 1
+            if not warm_up(work, isp, corpora):
+                return 1
 
             env = bindings = None
             if tools & {"ours", "ssl"}:
@@ -329,71 +448,14 @@ def main(argv: list[str] | None = None) -> int:
                 env = ours.django_env(
                     work, ca_file=isp.ca_pem, fernet_key=Fernet.generate_key().decode()
                 )
-                plan_rows = []
-                for rep in range(args.repeat):
-                    for name in corpora:
-                        for sec, port in (("none", isp.pop3_port), ("ssl", isp.pop3s_port)):
-                            if sec == "ssl" and "ssl" not in tools:
-                                continue
-                            plan_rows.append(
-                                {
-                                    "key": f"{name}-{sec}-{rep}",
-                                    "port": port,
-                                    "security": sec,
-                                    "username": name,
-                                    "password": PASSWORD,
-                                }
-                            )
-                if args.profile:
-                    plan_rows += [
-                        {
-                            "key": f"{name}-none-prof",
-                            "port": isp.pop3_port,
-                            "security": "none",
-                            "username": name,
-                            "password": PASSWORD,
-                        }
-                        for name in corpora
-                    ]
                 log("Preparing the SQLite database for our fetch ...")
-                bindings = prepare_db(work, env, plan_rows)
+                bindings = prepare_db(work, env, plan_bindings(isp, corpora, tools, args))
 
-            for rep in range(max(args.repeat, args.peer_repeat)):
-                for name, messages in corpora.items():
-                    todo = []
-                    if "floor" in tools and rep < args.repeat:
-                        todo += [FLOOR_NOSYNC, FLOOR_DURABLE, FLOOR_DIRSYNC]
-                    if "ours" in tools and rep < args.repeat:
-                        todo.append(OURS)
-                    if "ssl" in tools and rep < args.repeat:
-                        todo.append(OURS_SSL)
-                    if "getmail" in tools and rep < args.peer_repeat:
-                        todo.append(GETMAIL)
-                    if "fetchmail" in tools and rep < args.peer_repeat:
-                        todo.append(FETCHMAIL)
-                    for tool in todo:
-                        fresh_disk()
-                        if tool in (FLOOR_NOSYNC, FLOOR_DURABLE, FLOOR_DIRSYNC):
-                            run = run_floor(work, isp, name, tool, rep, messages)
-                        elif tool in (OURS, OURS_SSL):
-                            key = f"{name}-{'none' if tool == OURS else 'ssl'}-{rep}"
-                            run = run_ours(work, env, bindings[key], key, tool, name, rep, messages)
-                        else:
-                            run = run_peer(work, isp, user, tool, name, rep, messages, args.timeout)
-                        runs.append(run)
-                        log(
-                            f"  [{rep}] {name:5} {tool:26} {run.fetch_s:8.3f} s "
-                            f"(proc {run.proc_s:6.2f} s) {run.rss_mb:7.1f} MB  "
-                            f"{run.verdict.summary()} {run.note[:100]}"
-                        )
+            runs = measure_all(
+                work, isp, corpora, tools, args, env=env, bindings=bindings, user=user
+            )
             if args.profile and bindings:
-                # Extra runs under cProfile, after the measured ones and not counted in them.
-                for name, messages in corpora.items():
-                    key = f"{name}-none-prof"
-                    stats = args.out / f"profile-{name}.pstats"
-                    fresh_disk()
-                    run = run_ours(work, env, bindings[key], key, OURS, name, -1, messages, stats)
-                    log(f"  profiled {name}: {run.fetch_s:.3f} s under cProfile -> {stats}")
+                profile_ours(work, env, bindings, corpora, args.out)
     finally:
         if args.keep:
             log(f"Work directory kept: {work}")
@@ -401,22 +463,7 @@ def main(argv: list[str] | None = None) -> int:
             shutil.rmtree(work, ignore_errors=True)
 
     args.load = f"{load_before:.2f} before, {os.getloadavg()[0]:.2f} after"
-    rows = aggregate(runs, corpora)
-    report, targets = build_report(rows, runs, corpora, args, described)
-    title = f"## Fetch benchmark ({'quick' if args.quick else 'full'})\n\n"
-    (args.out / "results.md").write_text(title + report)
-    (args.out / "results.json").write_text(
-        json.dumps(
-            {
-                "args": {k: str(v) for k, v in vars(args).items()},
-                "corpora": described,
-                "rows": [{**asdict(r), "msgs_s": r.msgs_s, "mb_s": r.mb_s} for r in rows.values()],
-                "runs": [{**asdict(r), "verdict": asdict(r.verdict)} for r in runs],
-                "targets": [{"target": label, "ok": ok} for label, ok in targets],
-            },
-            indent=1,
-        )
-    )
+    report = write_results(args, runs, corpora, described)
     print(report)
     log(f"Written {args.out / 'results.md'} ({time.monotonic() - started:.0f} s in all).")
     everything_verified = all(r.verdict.ok for r in runs if r.tool in IN_PROCESS)

@@ -109,8 +109,36 @@ def fmt_ratio(value: float | None) -> str:
     return "—" if value is None else f"{value:.2f}x"
 
 
+Rows = dict[tuple[str, str], Row]
+Target = tuple[str, bool | None, str]  # label, PASS/FAIL (None: not measured), measured
+
+
 def build_report(rows, runs, corpora, args, described) -> tuple[str, list[tuple[str, bool]]]:
-    lines = []
+    targets = _targets(rows, corpora)
+    sections = [
+        _results_table(rows),
+        _ratio_table(rows, corpora),
+        _targets_table(targets),
+        *_observed(rows, runs),
+        _markdown_table(_corpus_rows(described)) + "\n",
+        _footer(args),
+    ]
+    return "\n".join(sections) + "\n", [(label, ok) for label, ok, _ in targets]
+
+
+def _value(rows: Rows, tool: str, name: str, attr: str = "fetch_s") -> float | None:
+    row = rows.get((tool, name))
+    if row and tool in (GETMAIL, FETCHMAIL):
+        attr = "compare_s"  # a peer is one process: wall = proc, or a stall's estimate
+    return getattr(row, attr) if row else None
+
+
+def _est(rows: Rows, tool: str | None, name: str) -> str:
+    row = rows.get((tool, name))
+    return " est." if row and row.estimated else ""
+
+
+def _results_table(rows: Rows) -> str:
     header = [
         "tool", "corpus", "wall s", "min-max", "proc s", "msgs/s", "MB/s", "peak RSS MB",
         "verified",
@@ -131,27 +159,27 @@ def build_report(rows, runs, corpora, args, described) -> tuple[str, list[tuple[
                 row.verified,
             ]
         )
-    lines.append(_markdown_table(table))
-    lines.append("")
-    lines.append(
-        "wall s: median over runs (min-max: their spread) of the fetch itself — for the "
-        "floors and ours timed inside the process (connect → QUIT; `binding_fetch()` call, "
-        "as in a running worker); for "
-        "the peers, the process. proc s: the whole process, Python and Django start-up "
-        "included. MB = 10^6 bytes of stored corpus. Peak RSS: max over runs, whole process "
-        "(Django included for ours; the MDA/delivery children included for the peers)."
+    return "\n".join(
+        [
+            _markdown_table(table),
+            "",
+            "wall s: median over runs (min-max: their spread) of the fetch itself — for the "
+            "floors and ours timed inside the process (connect → QUIT; `binding_fetch()` call, "
+            "as in a running worker); for "
+            "the peers, the process. proc s: the whole process, Python and Django start-up "
+            "included. MB = 10^6 bytes of stored corpus. Peak RSS: max over runs, whole process "
+            "(Django included for ours; the MDA/delivery children included for the peers).",
+            "",
+        ]
     )
-    lines.append("")
 
-    def get(tool, name, attr="fetch_s"):
-        row = rows.get((tool, name))
-        if row and tool in (GETMAIL, FETCHMAIL):
-            attr = "compare_s"  # a peer is one process: wall = proc, or a stall's estimate
-        return getattr(row, attr) if row else None
 
-    def est(tool, name) -> str:
-        row = rows.get((tool, name))
-        return " est." if row and row.estimated else ""
+def _ratio_table(rows: Rows, corpora) -> str:
+    def get(tool: str, name: str, attr: str = "fetch_s") -> float | None:
+        return _value(rows, tool, name, attr)
+
+    def est(tool: str, name: str) -> str:
+        return _est(rows, tool, name)
 
     ratio_table = [
         [
@@ -180,96 +208,97 @@ def build_report(rows, runs, corpora, args, described) -> tuple[str, list[tuple[
                 fmt_ratio(ratio(get(OURS_SSL, name), get(OURS, name))),
             ]
         )
-    lines.append(_markdown_table(ratio_table))
-    lines.append("")
+    return _markdown_table(ratio_table) + "\n"
 
-    # Targets (issue 4, item 10). Speed targets on the two corpora the issue names.
+
+# Speed targets (issue 4, item 10): label, the tool compared with ours, "proc_s" for whole
+# process against whole process, the limit; ours against the floor must stay under it.
+_SPEED_TARGETS = [
+    ("≥ 10x faster than getmail6", GETMAIL, "fetch_s", 10),
+    ("≥ 4x faster than fetchmail", FETCHMAIL, "fetch_s", 4),
+    ("≥ 10x faster than getmail6, whole process vs whole process", GETMAIL, "proc_s", 10),
+    ("≥ 4x faster than fetchmail, whole process vs whole process", FETCHMAIL, "proc_s", 4),
+]
+
+
+def _check(
+    rows: Rows, label: str, pairs, limit: float, higher_is_better: bool, peer=None
+) -> Target:
+    values = [(n, v) for n, v in pairs if v is not None]
+    if not values or len(values) < len(pairs):
+        return (label, None, "not measured")
+    ok = all((v >= limit) if higher_is_better else (v <= limit) for _, v in values)
+    text = ", ".join(f"{n} {v:.2f}x{_est(rows, peer, n) if peer else ''}" for n, v in values)
+    return (label, ok, text)
+
+
+def _targets(rows: Rows, corpora) -> list[Target]:
+    # Speed targets on the two corpora the issue names.
     speed_corpora = [n for n in ("mixed", "small") if n in corpora]
-    targets: list[tuple[str, bool | None, str]] = []
+    floor = [
+        (n, ratio(_value(rows, OURS, n), _value(rows, FLOOR_DURABLE, n))) for n in speed_corpora
+    ]
+    targets = [_check(rows, "ours within 1.5x of the durable floor", floor, 1.5, False)]
+    for label, peer, attr, limit in _SPEED_TARGETS:
+        pairs = [
+            (n, ratio(_value(rows, peer, n, attr), _value(rows, OURS, n, attr)))
+            for n in speed_corpora
+        ]
+        targets.append(_check(rows, label, pairs, limit, True, peer))
+    return targets + _ours_targets(rows) + _floor_sanity(rows)
 
-    def check(label, pairs, limit, higher_is_better, peer=None):
-        values = [(n, v) for n, v in pairs if v is not None]
-        if not values or len(values) < len(pairs):
-            targets.append((label, None, "not measured"))
-            return
-        ok = all((v >= limit) if higher_is_better else (v <= limit) for _, v in values)
-        text = ", ".join(f"{n} {v:.2f}x{est(peer, n) if peer else ''}" for n, v in values)
-        targets.append((label, ok, text))
 
-    check(
-        "ours within 1.5x of the durable floor",
-        [(n, ratio(get(OURS, n), get(FLOOR_DURABLE, n))) for n in speed_corpora],
-        1.5,
-        False,
-    )
-    check(
-        "≥ 10x faster than getmail6",
-        [(n, ratio(get(GETMAIL, n), get(OURS, n))) for n in speed_corpora],
-        10,
-        True,
-        GETMAIL,
-    )
-    check(
-        "≥ 4x faster than fetchmail",
-        [(n, ratio(get(FETCHMAIL, n), get(OURS, n))) for n in speed_corpora],
-        4,
-        True,
-        FETCHMAIL,
-    )
-    check(
-        "≥ 10x faster than getmail6, whole process vs whole process",
-        [(n, ratio(get(GETMAIL, n, "proc_s"), get(OURS, n, "proc_s"))) for n in speed_corpora],
-        10,
-        True,
-        GETMAIL,
-    )
-    check(
-        "≥ 4x faster than fetchmail, whole process vs whole process",
-        [(n, ratio(get(FETCHMAIL, n, "proc_s"), get(OURS, n, "proc_s"))) for n in speed_corpora],
-        4,
-        True,
-        FETCHMAIL,
-    )
+def _ours_targets(rows: Rows) -> list[Target]:
     ours_rows = [r for (t, _), r in rows.items() if t in (OURS, OURS_SSL)]
-    big_rss = get(OURS, "big", "rss_mb")
-    if ours_rows:
-        worst_rss = max(r.rss_mb for r in ours_rows)
-        targets.append(
-            (
-                "peak RSS < 64 MB (ours, every corpus, incl. the big message)",
-                worst_rss < 64,
-                f"max {worst_rss:.1f} MB" + (f"; big message {big_rss:.1f} MB" if big_rss else ""),
-            )
-        )
-        bad = [f"{r.tool} {r.corpus}: {r.verified}" for r in ours_rows if not r.all_verified]
-        targets.append(
-            (
-                "every message verified byte for byte (ours, every run)",
-                not bad,
-                "; ".join(bad) or "all runs exact",
-            )
-        )
-    else:
-        targets.append(("our fetch", None, "not measured"))
+    if not ours_rows:
+        return [("our fetch", None, "not measured")]
+    big_rss = _value(rows, OURS, "big", "rss_mb")
+    worst_rss = max(r.rss_mb for r in ours_rows)
+    bad = [f"{r.tool} {r.corpus}: {r.verified}" for r in ours_rows if not r.all_verified]
+    return [
+        (
+            "peak RSS < 64 MB (ours, every corpus, incl. the big message)",
+            worst_rss < 64,
+            f"max {worst_rss:.1f} MB" + (f"; big message {big_rss:.1f} MB" if big_rss else ""),
+        ),
+        (
+            "every message verified byte for byte (ours, every run)",
+            not bad,
+            "; ".join(bad) or "all runs exact",
+        ),
+    ]
+
+
+def _floor_sanity(rows: Rows) -> list[Target]:
     floor_bad = [
         f"{r.tool} {r.corpus}: {r.verified}"
         for (t, _), r in rows.items()
         if t in (FLOOR_NOSYNC, FLOOR_DURABLE, FLOOR_DIRSYNC) and not r.all_verified
     ]
-    if floor_bad:
-        targets.append(("floor verified (sanity)", False, "; ".join(floor_bad)))
+    return [("floor verified (sanity)", False, "; ".join(floor_bad))] if floor_bad else []
 
-    lines.append("| target | result | measured |")
-    lines.append("|---|---|---|")
+
+def _targets_table(targets: list[Target]) -> str:
+    lines = ["| target | result | measured |", "|---|---|---|"]
     for label, ok, detail in targets:
         verdict = "n/a" if ok is None else ("PASS" if ok else "FAIL")
         lines.append(f"| {label} | {verdict} | {detail} |")
-    lines.append("")
+    return "\n".join(lines) + "\n"
 
+
+def _observed(rows: Rows, runs: list[Run]) -> list[str]:
+    """The "Observed:" section (notes, memory, corruption, prefixes), or nothing."""
+    notes = [f"- {tool} / {name}: {row.note}" for (tool, name), row in rows.items() if row.note]
+    notes += _memory_notes(runs)
+    for run in runs:
+        notes += _verdict_notes(run)
+    if not notes:
+        return []
+    return ["Observed:", *dict.fromkeys(notes), ""]
+
+
+def _memory_notes(runs: list[Run]) -> list[str]:
     notes = []
-    for (tool, name), row in rows.items():
-        if row.note:
-            notes.append(f"- {tool} / {name}: {row.note}")
     for tool in (OURS, OURS_SSL):
         mine = [r for r in runs if r.tool == tool and "rss_before_fetch_mb" in r.extra]
         if mine:
@@ -283,29 +312,32 @@ def build_report(rows, runs, corpora, args, described) -> tuple[str, list[tuple[
                 f"- {tool}: {before:.1f} MB resident before the fetch starts (Python, Django "
                 f"set up, Celery app and project imported); growth during the fetch: {growth}"
             )
-    for run in runs:
-        v = run.verdict
-        if (v.corrupted or v.unidentified) and run.rep == 0:
-            detail = f"- {run.tool} / {run.corpus}: {v.corrupted} corrupted"
-            if v.corrupted:
-                detail += (
-                    f" ({v.corrupted_long_8191} of them have a line > 8,191 bytes, "
-                    f"{v.corrupted_long_1mib} a line > 1 MiB)"
-                )
-            if v.problems:
-                detail += "; e.g. " + v.problems[0]
-            notes.append(detail)
-        if v.with_prefix and run.rep == 0 and run.tool in (GETMAIL, FETCHMAIL):
-            example = v.prefix_examples[0].strip().replace("\n", " ⏎ ")[:100]
-            notes.append(
-                f"- {run.tool} / {run.corpus}: prepends to {v.with_prefix} "
-                f"messages: `{example}` (accepted, not counted as corruption)"
-            )
-    if notes:
-        lines.append("Observed:")
-        lines.extend(dict.fromkeys(notes))
-        lines.append("")
+    return notes
 
+
+def _verdict_notes(run: Run) -> list[str]:
+    notes = []
+    v = run.verdict
+    if (v.corrupted or v.unidentified) and run.rep == 0:
+        detail = f"- {run.tool} / {run.corpus}: {v.corrupted} corrupted"
+        if v.corrupted:
+            detail += (
+                f" ({v.corrupted_long_8191} of them have a line > 8,191 bytes, "
+                f"{v.corrupted_long_1mib} a line > 1 MiB)"
+            )
+        if v.problems:
+            detail += "; e.g. " + v.problems[0]
+        notes.append(detail)
+    if v.with_prefix and run.rep == 0 and run.tool in (GETMAIL, FETCHMAIL):
+        example = v.prefix_examples[0].strip().replace("\n", " ⏎ ")[:100]
+        notes.append(
+            f"- {run.tool} / {run.corpus}: prepends to {v.with_prefix} "
+            f"messages: `{example}` (accepted, not counted as corruption)"
+        )
+    return notes
+
+
+def _corpus_rows(described: dict) -> list[list[str]]:
     corpus_table = [
         [
             "corpus",
@@ -335,15 +367,16 @@ def build_report(rows, runs, corpora, args, described) -> tuple[str, list[tuple[
                 f"{d['longest_line']:,}",
             ]
         )
-    lines.append(_markdown_table(corpus_table))
-    lines.append("")
-    lines.append(
+    return corpus_table
+
+
+def _footer(args) -> str:
+    return (
         f"Seed {args.seed}, {'quick' if args.quick else 'full'} corpora, {args.repeat} run(s) "
         f"per tool for floors and ours, {args.peer_repeat} for the peers; "
         f"{os.cpu_count()} CPUs, 1-minute load average {args.load} (anything else running "
         f"on the machine shows here and in the spread between runs); {_versions()}."
     )
-    return "\n".join(lines) + "\n", [(label, ok) for label, ok, _ in targets]
 
 
 def _markdown_table(rows: list[list[str]]) -> str:

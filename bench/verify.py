@@ -122,12 +122,7 @@ def verify(
     tmp = maildir / "tmp"
     if tmp.is_dir():
         verdict.tmp_leftovers = len(os.listdir(tmp))
-    files = []
-    for sub in ("new", "cur"):
-        folder = maildir / sub
-        if folder.is_dir():
-            files += [folder / name for name in sorted(os.listdir(folder))]
-    for path in files:
+    for path in _stored_files(maildir):
         data = path.read_bytes()
         match = ID_RE.search(data, 0, 256 * 1024)
         if not match or match.group(1).decode() not in by_id:
@@ -152,17 +147,33 @@ def verify(
                 verdict.prefix_examples.append(prefix[:300].decode("utf-8", "replace"))
         if body == want and prefix_ok:
             verdict.verified += 1
-            continue
-        verdict.corrupted += 1
-        longest = _longest_line(want)
-        verdict.corrupted_long_8191 += longest > 8191
-        verdict.corrupted_long_1mib += longest > MIB
-        if len(verdict.problems) < max_problems:
-            why = (
-                f"unexpected prepended data {prefix[:120]!r}"
-                if body == want
-                else _describe_difference(body, want)
-            )
-            verdict.problems.append(f"{msg_id} (longest line {longest:,}): {why}")
+        else:
+            _corrupted(verdict, msg_id, prefix, body, want, max_problems=max_problems)
     verdict.missing = sum(1 for m in messages if m.id not in seen)
     return verdict
+
+
+def _stored_files(maildir: Path) -> list[Path]:
+    files = []
+    for sub in ("new", "cur"):
+        folder = maildir / sub
+        if folder.is_dir():
+            files += [folder / name for name in sorted(os.listdir(folder))]
+    return files
+
+
+def _corrupted(
+    verdict: Verdict, msg_id: str, prefix: bytes, body: bytes, want: bytes, *, max_problems: int
+) -> None:
+    """Count a stored message that is not the one sent, and say how (the first few)."""
+    verdict.corrupted += 1
+    longest = _longest_line(want)
+    verdict.corrupted_long_8191 += longest > 8191
+    verdict.corrupted_long_1mib += longest > MIB
+    if len(verdict.problems) < max_problems:
+        why = (
+            f"unexpected prepended data {prefix[:120]!r}"
+            if body == want
+            else _describe_difference(body, want)
+        )
+        verdict.problems.append(f"{msg_id} (longest line {longest:,}): {why}")

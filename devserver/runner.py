@@ -12,6 +12,7 @@ import logging
 import os
 import subprocess
 from pathlib import Path
+from typing import Any
 
 from mailservice import config as mailconfig
 from mailservice.mapserver import BackgroundMapServer
@@ -98,7 +99,7 @@ class OfficeMailServer:
     def __enter__(self) -> OfficeMailServer:
         return self.start()
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: Any) -> None:
         self.stop()
 
     # --- helpers for tests and operators -----------------------------------------------

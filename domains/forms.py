@@ -1,3 +1,5 @@
+from typing import Any
+
 from django import forms
 
 from .models import Domain
@@ -30,7 +32,7 @@ class DomainForm(forms.ModelForm):
             "pop3_host": "Pre-filled in Map settings for new accounts, e.g. mail.isp.example.",
         }
 
-    def __init__(self, *args, name_editable: bool = True, **kwargs):
+    def __init__(self, *args: Any, name_editable: bool = True, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         if not name_editable:
             # A domain's administrator edits its settings, not which domain it is.

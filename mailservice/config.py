@@ -22,6 +22,7 @@ import re
 import shutil
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 from django.conf import settings
 from django.db import connections
@@ -93,7 +94,7 @@ class MailConfig:
     # --- construction ------------------------------------------------------------------
 
     @classmethod
-    def from_settings(cls, config_dir: str | Path | None = None, **overrides) -> MailConfig:
+    def from_settings(cls, config_dir: str | Path | None = None, **overrides: Any) -> MailConfig:
         """Every value from settings (names in docs/mail-service.md); `overrides` win."""
         try:
             uid, gid = mail_owner()
@@ -135,7 +136,7 @@ class MailConfig:
         return cls(**values)
 
     @classmethod
-    def private(cls, base_dir: str | Path, **overrides) -> MailConfig:
+    def private(cls, base_dir: str | Path, **overrides: Any) -> MailConfig:
         """A private instance on 127.0.0.1: the daemons' own state under `base_dir`.
 
         Queue, data, state and log files go under `base_dir`, so it never touches the
@@ -156,7 +157,7 @@ class MailConfig:
         values.update(overrides)
         return cls.from_settings(**values)
 
-    def with_(self, **changes) -> MailConfig:
+    def with_(self, **changes: Any) -> MailConfig:
         return replace(self, **changes)
 
     # --- derived paths -----------------------------------------------------------------
@@ -244,7 +245,7 @@ class MailConfig:
                 )
 
 
-def _conninfo_value(value) -> str:
+def _conninfo_value(value: object) -> str:
     # libpq connection strings: quote with '…' and escape \ and '.
     text = str(value)
     if text and re.match(r"^[A-Za-z0-9._/-]+$", text):

@@ -13,10 +13,15 @@ creates that role).
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.db import connections
 from django.db.migrations.recorder import MigrationRecorder
+
+if TYPE_CHECKING:
+    from django.apps import AppConfig
+    from django.db.backends.base.base import BaseDatabaseWrapper
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +56,7 @@ def dovecot_role() -> str | None:
     return db["USER"]
 
 
-def grant_to_dovecot_role(connection) -> None:
+def grant_to_dovecot_role(connection: BaseDatabaseWrapper) -> None:
     """GRANT SELECT on the view (and nothing else) to Dovecot's role, if it exists."""
     role = dovecot_role()
     if connection.vendor != "postgresql" or not role:
@@ -67,12 +72,12 @@ def grant_to_dovecot_role(connection) -> None:
         cursor.execute(f"GRANT SELECT ON {VIEW_NAME} TO {quoted}")
 
 
-def drop_before_migrate(sender, using: str = "default", **kwargs) -> None:
+def drop_before_migrate(sender: AppConfig, using: str = "default", **kwargs: Any) -> None:
     with connections[using].cursor() as cursor:
         cursor.execute(DROP_VIEW)
 
 
-def create_after_migrate(sender, using: str = "default", **kwargs) -> None:
+def create_after_migrate(sender: AppConfig, using: str = "default", **kwargs: Any) -> None:
     connection = connections[using]
     recorder = MigrationRecorder(connection)
     if not recorder.has_table():

@@ -41,8 +41,9 @@ from __future__ import annotations
 import logging
 import re
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from django.conf import settings
 from django.db import connection
@@ -176,7 +177,7 @@ def mailbox_keys(address: str) -> tuple[str, str, str] | None:
     return domain, localpart, base
 
 
-def mailbox_from_row(row) -> Mailbox:
+def mailbox_from_row(row: Sequence[Any]) -> Mailbox:
     """A row of _MAILBOX_COLUMNS → Mailbox (no relay for special local staff)."""
     relay = None
     if row[5] is not None and row[2] != AccountKind.SPECIAL_LOCAL_STAFF:

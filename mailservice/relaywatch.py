@@ -362,16 +362,10 @@ def relay_watch_once(
         if binding is not None:
             seen[binding.pk].waiting.append(item)
     notices = list(notices_claim(layout.relay_notices_maildir(mail_root)))
-    for path in notices:
-        try:
-            returned = notice_parse(path.read_bytes())
-        except (OSError, ValueError, LookupError):
-            log.warning("relay watch: notice %s could not be read; dropped", path.name)
-            continue
-        if returned is not None:
-            binding = note(returned.sender, list(returned.recipients))
-            if binding is not None:
-                seen[binding.pk].returned.append(returned)
+    for returned in _notices_read(notices):
+        binding = note(returned.sender, list(returned.recipients))
+        if binding is not None:
+            seen[binding.pk].returned.append(returned)
     with transaction.atomic():
         summary = _store(seen, bindings, now)
         RelayStatus.objects.update(checked_at=now)
@@ -380,6 +374,18 @@ def relay_watch_once(
         path.unlink(missing_ok=True)
     summary.notices = len(notices)
     return summary
+
+
+def _notices_read(notices: list[Path]) -> Iterator[Returned]:
+    """The returned messages the bounce notices tell of; an unreadable notice is dropped."""
+    for path in notices:
+        try:
+            returned = notice_parse(path.read_bytes())
+        except (OSError, ValueError, LookupError):
+            log.warning("relay watch: notice %s could not be read; dropped", path.name)
+            continue
+        if returned is not None:
+            yield returned
 
 
 def _store(seen: dict[int, _Seen], bindings: dict[int, Binding], now: datetime) -> PassSummary:
@@ -423,7 +429,7 @@ def _store(seen: dict[int, _Seen], bindings: dict[int, Binding], now: datetime) 
 class RelayWatchThread(threading.Thread):
     """`relay_watch_once` every `interval` seconds until stopped (`manage.py mailserver`)."""
 
-    def __init__(self, *, postfix_dir: str | Path, mail_root: str | Path, interval: float):
+    def __init__(self, *, postfix_dir: str | Path, mail_root: str | Path, interval: float) -> None:
         super().__init__(name="relay-watch", daemon=True)
         self.postfix_dir, self.mail_root, self.interval = postfix_dir, mail_root, interval
         self._stop = threading.Event()

@@ -36,13 +36,18 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from django.conf import settings
 from django.db import connection, transaction
 
 from . import lookups
+
+if TYPE_CHECKING:
+    import psycopg
+    from django.db.backends.base.base import BaseDatabaseWrapper
 
 log = logging.getLogger(__name__)
 
@@ -200,12 +205,12 @@ class PostgresChanges:
             time.sleep(0.005)
         return self._state is not None
 
-    def _connect(self):
+    def _connect(self) -> psycopg.Connection:
         import psycopg
 
         return psycopg.connect(autocommit=True, **self.conn_params)
 
-    def _triggers_missing(self, conn) -> list[str]:
+    def _triggers_missing(self, conn: psycopg.Connection) -> list[str]:
         rows = conn.execute(
             "SELECT tgname FROM pg_trigger WHERE tgname = ANY(%s) AND tgenabled <> 'D'",
             [list(TRIGGERS)],
@@ -218,32 +223,10 @@ class PostgresChanges:
             conn = None
             try:
                 conn = self._conn = self._connect()
-                conn.execute(f"LISTEN {CHANNEL}")
-                missing = self._triggers_missing(conn)
-                if missing:
-                    log.error(
-                        "mailmap: change triggers %s missing (run `manage.py migrate`); "
-                        "answering every lookup from the database",
-                        ", ".join(missing),
-                    )
-                    raise _NotReady
-                # Listening before the epoch starts: a change committed from now on is
-                # notified; one committed before is in the next snapshot read.
-                self._epoch += 1
-                generation = 0
-                self._state = (self._epoch, generation)
-                log.info("mailmap: listening for changes; answering from memory")
+                self._listen(conn)
                 delay = 0.05
-                checked = time.monotonic()
-                while not self._stop.is_set():
-                    for _notify in conn.notifies(timeout=self.poll):
-                        generation += 1
-                        self._state = (self._epoch, generation)
-                    if time.monotonic() - checked >= self.check_every:
-                        if self._triggers_missing(conn):
-                            raise _NotReady
-                        checked = time.monotonic()
-            except _NotReady:
+                self._follow(conn)
+            except _NotReadyError:
                 self._state = None
                 delay = self.retry_max
             except Exception as exc:  # the connection is gone, or cannot be made
@@ -263,12 +246,42 @@ class PostgresChanges:
             self._stop.wait(delay)
             delay = min(self.retry_max, delay * 2)
 
+    def _listen(self, conn: psycopg.Connection) -> None:
+        """LISTEN, then vouch for snapshots in a new epoch; _NotReadyError without triggers."""
+        conn.execute(f"LISTEN {CHANNEL}")
+        missing = self._triggers_missing(conn)
+        if missing:
+            log.error(
+                "mailmap: change triggers %s missing (run `manage.py migrate`); "
+                "answering every lookup from the database",
+                ", ".join(missing),
+            )
+            raise _NotReadyError
+        # Listening before the epoch starts: a change committed from now on is
+        # notified; one committed before is in the next snapshot read.
+        self._epoch += 1
+        self._state = (self._epoch, 0)
+        log.info("mailmap: listening for changes; answering from memory")
 
-class _NotReady(Exception):
+    def _follow(self, conn: psycopg.Connection) -> None:
+        """Move the token on every NOTIFY until stopped; re-check the triggers now and then."""
+        generation = 0
+        checked = time.monotonic()
+        while not self._stop.is_set():
+            for _notify in conn.notifies(timeout=self.poll):
+                generation += 1
+                self._state = (self._epoch, generation)
+            if time.monotonic() - checked >= self.check_every:
+                if self._triggers_missing(conn):
+                    raise _NotReadyError
+                checked = time.monotonic()
+
+
+class _NotReadyError(Exception):
     pass
 
 
-def watch_for(conn=connection) -> Watch:
+def watch_for(conn: BaseDatabaseWrapper = connection) -> Watch:
     """The watch that fits this database (NoWatch when none can vouch for a snapshot)."""
     if not settings.MAILMAP_SNAPSHOT:
         return NoWatch()
@@ -288,7 +301,7 @@ def watch_for(conn=connection) -> Watch:
 class SnapshotCache:
     """The current snapshot, if the watch vouches for it; rebuilt on demand, one at a time."""
 
-    def __init__(self, watch: Watch, loader=load) -> None:
+    def __init__(self, watch: Watch, loader: Callable[[], Snapshot] = load) -> None:
         self.watch = watch
         self.loader = loader
         self.rebuilds = 0

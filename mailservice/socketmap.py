@@ -29,6 +29,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 log = logging.getLogger(__name__)
 
@@ -242,7 +243,7 @@ class SocketmapServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer
             log.exception("socketmap: lookup %s failed", request.name)
             return temp("lookup failed")
 
-    def verify_request(self, request, client_address) -> bool:
+    def verify_request(self, request: socket.socket, client_address: object) -> bool:
         if not self._slots.acquire(blocking=False):
             log.warning("socketmap: too many connections; refusing one")
             return False
@@ -325,5 +326,5 @@ class SocketmapClient:
     def __enter__(self) -> SocketmapClient:
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: Any) -> None:
         self.close()

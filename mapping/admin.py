@@ -1,4 +1,6 @@
 from django.contrib import admin
+from django.db.models import Model
+from django.http import HttpRequest
 
 from audit.admin import AuditedModelAdmin
 
@@ -33,8 +35,8 @@ class FetchRunAdmin(admin.ModelAdmin):
     list_filter = ["outcome", "trigger"]
     list_select_related = ["binding"]
 
-    def has_add_permission(self, request) -> bool:
+    def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 
-    def has_change_permission(self, request, obj=None) -> bool:
+    def has_change_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
         return False

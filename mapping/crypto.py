@@ -7,6 +7,7 @@ SECRET_KEY, so rotating the Django key cannot lose stored ISP passwords (a Modob
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import Any
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from django.conf import settings
@@ -63,7 +64,7 @@ def generate_key() -> str:
     return Fernet.generate_key().decode("ascii")
 
 
-def _reset(**kwargs) -> None:
+def _reset(**kwargs: Any) -> None:
     if kwargs.get("setting") == "ISP_SECRET_KEYS":
         _fernet.cache_clear()
 

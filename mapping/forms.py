@@ -8,6 +8,8 @@ server, port, security or account of either side requires typing that side's pas
 
 from __future__ import annotations
 
+from typing import Any
+
 from django import forms
 from django.core.exceptions import ValidationError
 from django.forms.models import fields_for_model
@@ -132,7 +134,7 @@ class BindingForm(forms.ModelForm):
         fields = BINDING_FIELDS
         help_texts = HELP
 
-    def __init__(self, *args, account: Account, **kwargs) -> None:
+    def __init__(self, *args: Any, account: Account, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.instance.account = account
         self.fields["leave_policy"].choices = LeavePolicy.choices
@@ -234,7 +236,7 @@ class MapConnectionForm(WizardStepForm):
         help_text="Detect tests the SMTP relay when this mailbox carries outgoing mail.",
     )
 
-    def __init__(self, *args, **kwargs) -> None:
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.fields["auth_method"].required = False  # absent: an ISP password
 
@@ -257,7 +259,7 @@ class MapSettingsForm(MapConnectionForm):
     title = "Map settings"
     field_order = [*CONNECTION_FIELDS, *POLICY_FIELDS]
 
-    def __init__(self, *args, oauth_signed_in: dict | None = None, **kwargs) -> None:
+    def __init__(self, *args: Any, oauth_signed_in: dict | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         del self.fields["test_smtp"]  # Detect's option, not a setting of the binding
         self.fields["leave_policy"].choices = LeavePolicy.choices

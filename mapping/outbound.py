@@ -159,14 +159,32 @@ def refusal(ip: IPAddress, *, allow_private: bool) -> str | None:
     if isinstance(ip, ipaddress.IPv6Address):
         if ip.scope_id:
             ip = ipaddress.IPv6Address(str(ip).split("%", 1)[0])
-        embedded = _embedded_ipv4(ip)
-        if embedded is not None:
-            v4, final = embedded
-            why = refusal(v4, allow_private=allow_private)
-            if why is not None:
-                return f"{why} written in IPv6 form"
-            if final:
-                return None
+        decided, why = _carried_ipv4_refusal(ip, allow_private=allow_private)
+        if decided:
+            return why
+    why = _special_use(ip)
+    if why is None and (ip.is_loopback or ip.is_private or not ip.is_global) and not allow_private:
+        why = _PRIVATE
+    return why
+
+
+def _carried_ipv4_refusal(
+    ip: ipaddress.IPv6Address, *, allow_private: bool
+) -> tuple[bool, str | None]:
+    """(decided, why) for the IPv4 address an IPv6 spelling carries: a refused one is refused
+    in any spelling; an allowed one decides only where the spelling is final (mapped)."""
+    embedded = _embedded_ipv4(ip)
+    if embedded is None:
+        return False, None
+    v4, final = embedded
+    why = refusal(v4, allow_private=allow_private)
+    if why is not None:
+        return True, f"{why} written in IPv6 form"
+    return final, None
+
+
+def _special_use(ip: IPAddress) -> str | None:
+    """The special-use range `ip` is in, as a phrase; None for an ordinary address."""
     if ip in _METADATA:
         return "a cloud metadata address"
     if ip.is_unspecified or (ip.version == 4 and ip in _THIS_NETWORK):
@@ -180,8 +198,6 @@ def refusal(ip: IPAddress, *, allow_private: bool) -> str | None:
     # ::1 sits inside IPv6's reserved ::/8, so loopback is decided before "reserved".
     if ip.is_reserved and not ip.is_loopback:
         return "a reserved address"
-    if (ip.is_loopback or ip.is_private or not ip.is_global) and not allow_private:
-        return _PRIVATE
     return None
 
 

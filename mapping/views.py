@@ -7,14 +7,18 @@ or a fragment. Passwords typed on a page are used and never rendered back.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
+from typing import Any
 from urllib.parse import urlencode
 
+from django import forms
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
-from django.http import HttpRequest, HttpResponse
+from django.db.models import QuerySet
+from django.http import HttpRequest, HttpResponse, HttpResponseBase
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils import timezone
@@ -35,18 +39,23 @@ from .models import OAUTH_PROVIDERS, AuthMethod, Binding
 from .oauth import grants
 from .oauth.providers import ProviderError, provider
 
+# Detect's seams, passed in by the tab and by the wizard.
+Held = Callable[[str, dict], str]  # a stored secret for a field, if typed for these servers
+SignIn = Callable[[dict], detect.OAuthLogin | str]  # the OAuth login, or why there is none
+Noted = Callable[[detect.Report], None]  # told of each finished Detect
+
 # --- the POP3 remote tab ------------------------------------------------------------------
 
 
 class Pop3TabMixin(ConsoleMixin):
     tab = "pop3"
 
-    def dispatch(self, request, *args, **kwargs):
+    def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
         if request.user.is_authenticated:
             self.account = get_account_for(request.user, self.kwargs["account_id"])
         return super().dispatch(request, *args, **kwargs)
 
-    def get_context_data(self, **kwargs):
+    def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
         return super().get_context_data(
             account=self.account, domain=self.account.domain, tab=self.tab, **kwargs
         )
@@ -59,17 +68,17 @@ class BindingListView(Pop3TabMixin, ListView):
     template_name = "mapping/binding_list.html"
     context_object_name = "bindings"
 
-    def get_queryset(self):
+    def get_queryset(self) -> QuerySet[Binding]:
         return self.account.bindings.order_by("id")
 
-    def get_context_data(self, **kwargs):
+    def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
         # Issue 12: the set-aside (poison) messages of this account's bindings.
         held = selectors.quarantine_held(account=self.account)
         return super().get_context_data(held=held, **kwargs)
 
 
 class BindingObjectMixin(Pop3TabMixin):
-    def get_object(self, queryset=None) -> Binding:
+    def get_object(self, queryset: QuerySet[Binding] | None = None) -> Binding:
         return get_object_or_404(Binding, pk=self.kwargs["pk"], account=self.account)
 
 
@@ -78,24 +87,24 @@ class BindingCreateView(Pop3TabMixin, CreateView):
     form_class = BindingForm
     template_name = "mapping/binding_form.html"
 
-    def get(self, request, *args, **kwargs):
+    def get(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         if not self.account.may_have_bindings:
             return self._refuse()
         return super().get(request, *args, **kwargs)
 
-    def post(self, request, *args, **kwargs):
+    def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         if not self.account.may_have_bindings:
             return self._refuse()
         return super().post(request, *args, **kwargs)
 
-    def _refuse(self):
+    def _refuse(self) -> HttpResponse:
         messages.error(self.request, services.binding_refusal_text(self.account))
         return redirect(self.tab_url())
 
-    def get_form_kwargs(self):
+    def get_form_kwargs(self) -> dict[str, Any]:
         return {**super().get_form_kwargs(), "account": self.account}
 
-    def form_valid(self, form):
+    def form_valid(self, form: BindingForm) -> HttpResponse:
         self.object = services.binding_save(form=form)
         audit.record(self.request, "binding.created", self.object)
         messages.success(self.request, f"Remote POP3 account {self.object.username} added.")
@@ -108,10 +117,10 @@ class BindingUpdateView(BindingObjectMixin, UpdateView):
     template_name = "mapping/binding_form.html"
     context_object_name = "binding"
 
-    def get_form_kwargs(self):
+    def get_form_kwargs(self) -> dict[str, Any]:
         return {**super().get_form_kwargs(), "account": self.account}
 
-    def form_valid(self, form):
+    def form_valid(self, form: BindingForm) -> HttpResponse:
         self.object = services.binding_save(form=form)
         if form.has_changed():
             audit.record(self.request, "binding.changed", self.object, fields=form)
@@ -123,7 +132,7 @@ class BindingDeleteView(BindingObjectMixin, DeleteView):
     template_name = "mapping/binding_confirm_delete.html"
     context_object_name = "binding"
 
-    def form_valid(self, form):
+    def form_valid(self, form: forms.Form) -> HttpResponse:
         username = self.object.username
         audit.record(self.request, "binding.deleted", self.object)
         revoked = services.binding_delete(binding=self.object)  # and its OAuth grant (issue 15)
@@ -313,7 +322,7 @@ SIGN_IN_FIRST = (
 )
 
 
-def _wizard_sign_in(request: HttpRequest, domain_id: int):
+def _wizard_sign_in(request: HttpRequest, domain_id: int) -> SignIn:
     """The wizard's sealed sign-in as Detect's login, if made for these servers."""
 
     @sensitive_variables()
@@ -336,7 +345,13 @@ def _wizard_sign_in(request: HttpRequest, domain_id: int):
 
 @sensitive_variables()
 def _run(
-    request: HttpRequest, form: MapConnectionForm, held, *, relay: bool, oauth, noted=None
+    request: HttpRequest,
+    form: MapConnectionForm,
+    held: Held,
+    *,
+    relay: bool,
+    oauth: SignIn,
+    noted: Noted | None = None,
 ) -> HttpResponse:
     """Run Detect on the form's settings: POP3 always, SMTP when it carries outgoing mail."""
     if not form.is_valid():
@@ -394,7 +409,7 @@ def _detect(
     *,
     relay: bool,
     smtp_password: str = "",
-    after=None,
+    after: Noted | None = None,
 ) -> HttpResponse:
     smtp = None
     if relay:
@@ -425,7 +440,13 @@ def _detect(
     return _fragment(request, report=report)
 
 
-def _fragment(request, *, report=None, errors=(), status: int = 200) -> HttpResponse:
+def _fragment(
+    request: HttpRequest,
+    *,
+    report: detect.Report | None = None,
+    errors: Sequence[str] = (),
+    status: int = 200,
+) -> HttpResponse:
     return render(
         request, "mapping/_detect_report.html", {"report": report, "errors": errors}, status=status
     )

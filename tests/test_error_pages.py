@@ -19,7 +19,8 @@ def test_it_answers_another_domains_page_with_the_styled_404(admin_client):
     response = admin_client.get(reverse("account-list", args=[other.pk]))
     body = response.content.decode()
     assert response.status_code == 404
-    assert 'id="error-page"' in body and "Page not found" in body
+    assert 'id="error-page"' in body
+    assert "Page not found" in body
     assert "Back to the console" in body
     assert "console.css" in body  # the console's own look, toolbar included
     assert 'aria-label="Toolbar"' in body
@@ -45,7 +46,8 @@ def test_it_explains_an_expired_form_instead_of_djangos_csrf_page(db):
 
 def test_every_page_links_the_favicon_and_favicon_ico_leads_to_it(client, db):
     body = client.get(reverse("login")).content.decode()
-    assert 'rel="icon"' in body and "favicon.svg" in body
+    assert 'rel="icon"' in body
+    assert "favicon.svg" in body
     response = client.get("/favicon.ico")
     assert response.status_code == 301
     assert response["Location"].endswith("favicon.svg")

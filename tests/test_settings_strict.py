@@ -65,9 +65,11 @@ def test_the_deploy_check_refuses_generated_keys_when_debug_is_off(tmp_path):
         check, cwd=settings.BASE_DIR, env=env, capture_output=True, text=True, timeout=120
     )
     assert result.returncode != 0
-    assert "aamail.E030" in result.stderr and "aamail.E031" in result.stderr
+    assert "aamail.E030" in result.stderr
+    assert "aamail.E031" in result.stderr
     env.update(SECRET_KEY="s" * 60, ISP_SECRET_KEYS="ZmFrZS1rZXktZm9yLXRoZS10ZXN0LTEyMzQ1Njc4OTA=")
     result = subprocess.run(
         check, cwd=settings.BASE_DIR, env=env, capture_output=True, text=True, timeout=120
     )
-    assert "aamail.E030" not in result.stderr and "aamail.E031" not in result.stderr
+    assert "aamail.E030" not in result.stderr
+    assert "aamail.E031" not in result.stderr

@@ -113,7 +113,9 @@ def _summary(client: pop3.Client) -> str:
     return certificates.session_summary(info.version, info.peer_cert_der)
 
 
-def _capa(run: Run, caps, target: Target, *, before_tls: bool = False) -> None:
+def _capa(
+    run: Run, caps: dict[str, list[str]] | None, target: Target, *, before_tls: bool = False
+) -> None:
     if caps is None:
         run.add(
             "CAPA",

@@ -17,6 +17,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from django.conf import settings
 
@@ -24,6 +25,9 @@ from .. import outbound
 from ..pop3 import check_value, redact
 from ..tls import isp_ssl_context
 from . import certificates
+
+if TYPE_CHECKING:
+    from ..oauth.grants import AccessToken
 
 logger = logging.getLogger("mapping.detect")
 
@@ -117,7 +121,7 @@ class Report:
         return "\n".join(lines)
 
 
-class StepFailed(Exception):
+class StepFailed(Exception):  # noqa: N818 - control flow: ends a sequence, the Step says why
     """Stops a protocol's sequence; the failed Step is already recorded."""
 
 
@@ -182,7 +186,9 @@ def size(octets: int) -> str:
 class Run:
     """The state of one run: deadline, policy, the section being written, open sockets."""
 
-    def __init__(self, deadline: Deadline, policy: outbound.Policy, *targets: Target | None):
+    def __init__(
+        self, deadline: Deadline, policy: outbound.Policy, *targets: Target | None
+    ) -> None:
         self.deadline = deadline
         self.policy = policy
         self.secrets = [t.password for t in targets if t and t.password]
@@ -301,7 +307,7 @@ class Run:
             )
         return certificates.verification_failure(exc, target.host, der)
 
-    def token(self, target: Target):
+    def token(self, target: Target) -> AccessToken:
         """The "Token" step of an OAuth login: a cached or refreshed access token."""
         from ..oauth.tokens import OAuthError
 

@@ -11,10 +11,14 @@ import contextlib
 import smtplib
 import socket
 import ssl
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from ..oauth import sasl
 from . import certificates
 from .run import OK, Run, Target, secs, size
+
+T = TypeVar("T")
 
 
 def smtp_plan(target: Target) -> list[str]:
@@ -92,7 +96,7 @@ def _starttls(run: Run, smtp: smtplib.SMTP, target: Target, wait: float) -> None
     context = run.context()
     try:
         _call(run, "STARTTLS", target, wait, smtp.starttls, context=context)
-    except _TlsFailed as failed:
+    except _StartTlsError as failed:
         # smtplib raises the handshake's error from starttls(): the server said 220 to it.
         run.add("STARTTLS", OK, "The server accepted STARTTLS.")
         exc = failed.error
@@ -105,7 +109,9 @@ def _starttls(run: Run, smtp: smtplib.SMTP, target: Target, wait: float) -> None
     run.add("TLS handshake", OK, _summary(smtp.sock))
 
 
-def _ehlo(run: Run, smtp: smtplib.SMTP, target: Target, wait: float, *, again=False) -> None:
+def _ehlo(
+    run: Run, smtp: smtplib.SMTP, target: Target, wait: float, *, again: bool = False
+) -> None:
     code, said = _call(run, "EHLO", target, wait, smtp.ehlo)
     if code != 250:
         text = said.decode("utf-8", "replace")[:200]
@@ -185,41 +191,51 @@ def _oauth_auth(run: Run, smtp: smtplib.SMTP, target: Target) -> None:
         smtp.quit()
 
 
-def _call(run: Run, name: str, target: Target, wait: float, call, *args, **kwargs):
+def _call(
+    run: Run,
+    name: str,
+    target: Target,
+    wait: float,
+    call: Callable[..., T],
+    *args: Any,
+    **kwargs: Any,
+) -> T:
     """Run one smtplib call; turn its exceptions into a failed step in words."""
-    where = f"{target.host}:{target.port}"
     try:
         return call(*args, **kwargs)
     except ssl.SSLError as exc:
         if name == "STARTTLS":
-            raise _TlsFailed(exc) from None
-        raise run.fail(name, f"The TLS connection to {where} failed ({exc}).") from None
-    except smtplib.SMTPAuthenticationError as exc:
+            raise _StartTlsError(exc) from None
+        raise run.fail(name, _in_words(exc, target, wait)) from None
+    except (smtplib.SMTPException, UnicodeEncodeError, OSError) as exc:
+        raise run.fail(name, _in_words(exc, target, wait)) from None
+
+
+def _in_words(exc: Exception, target: Target, wait: float) -> str:
+    """What a failed smtplib call means, for the step's detail (most specific class first)."""
+    where = f"{target.host}:{target.port}"
+    if isinstance(exc, ssl.SSLError):
+        return f"The TLS connection to {where} failed ({exc})."
+    if isinstance(exc, smtplib.SMTPAuthenticationError):
         said = exc.smtp_error.decode("utf-8", "replace")[:200]
-        raise run.fail(
-            name,
-            f"The ISP's SMTP server rejected the username or password ({exc.smtp_code} {said}).",
-        ) from None
-    except smtplib.SMTPServerDisconnected as exc:
+        return f"The ISP's SMTP server rejected the username or password ({exc.smtp_code} {said})."
+    if isinstance(exc, smtplib.SMTPServerDisconnected):
         if isinstance(exc.__context__, TimeoutError):
-            raise run.fail(name, f"No answer from {where} after {secs(wait)} s.") from None
-        raise run.fail(name, f"{where} closed the connection unexpectedly.") from None
-    except smtplib.SMTPResponseException as exc:
+            return f"No answer from {where} after {secs(wait)} s."
+        return f"{where} closed the connection unexpectedly."
+    if isinstance(exc, smtplib.SMTPResponseException):
         said = exc.smtp_error.decode("utf-8", "replace")[:200] if exc.smtp_error else ""
-        raise run.fail(name, f"{where} answered {exc.smtp_code} {said}".strip() + ".") from None
-    except smtplib.SMTPException as exc:
-        raise run.fail(name, f"{where}: {exc}") from None
-    except UnicodeEncodeError:
-        raise run.fail(
-            name, "The username or password has characters SMTP AUTH cannot send (non-ASCII)."
-        ) from None
-    except TimeoutError:
-        raise run.fail(name, f"No answer from {where} after {secs(wait)} s.") from None
-    except OSError as exc:
-        raise run.fail(name, f"The connection to {where} failed ({exc}).") from None
+        return f"{where} answered {exc.smtp_code} {said}".strip() + "."
+    if isinstance(exc, smtplib.SMTPException):
+        return f"{where}: {exc}"
+    if isinstance(exc, UnicodeEncodeError):
+        return "The username or password has characters SMTP AUTH cannot send (non-ASCII)."
+    if isinstance(exc, TimeoutError):
+        return f"No answer from {where} after {secs(wait)} s."
+    return f"The connection to {where} failed ({exc})."
 
 
-class _TlsFailed(Exception):
+class _StartTlsError(Exception):
     """The STARTTLS handshake failed; carries the ssl error to describe it."""
 
     def __init__(self, error: Exception) -> None:
@@ -229,11 +245,11 @@ class _TlsFailed(Exception):
 class _AdoptingSMTP(smtplib.SMTP):
     """smtplib on a socket the outbound guard connected (smtplib would look the name up)."""
 
-    def __init__(self, sock: socket.socket, **kwargs) -> None:
+    def __init__(self, sock: socket.socket, **kwargs: Any) -> None:
         self._adopt = sock
         super().__init__(**kwargs)
 
-    def _get_socket(self, host, port, timeout):
+    def _get_socket(self, host: str, port: int, timeout: float) -> socket.socket:
         sock, self._adopt = self._adopt, None
         if sock is None:
             raise OSError("This SMTP session was already used.")

@@ -19,8 +19,13 @@ import json
 import socket
 import ssl
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode, urlsplit
+
+if TYPE_CHECKING:
+    from authlib.oauth2.auth import ClientAuth
+
+    from mapping.outbound import Policy
 
 Connect = Callable[[str, int, float], socket.socket]
 
@@ -50,7 +55,7 @@ class Response:
     def __init__(self, url: str, status: int, headers: Mapping[str, str], content: bytes) -> None:
         self.url, self.status_code, self.headers, self.content = url, status, headers, content
 
-    def json(self) -> Any:
+    def json(self) -> Any:  # noqa: ANN401 - any JSON value, as requests answers
         """The body as JSON (ValueError when it is not)."""
         return json.loads(self.content)
 
@@ -99,7 +104,12 @@ class GuardedSession:
         self.timeout = timeout
 
     def post(
-        self, url: str, data: Any = None, headers: Any = None, auth: Any = None, **_: Any
+        self,
+        url: str,
+        data: Mapping[str, str] | str | None = None,
+        headers: Mapping[str, str] | None = None,
+        auth: ClientAuth | None = None,
+        **_: Any,
     ) -> Response:
         """POST a form (authlib passes the fields as a dict)."""
         return self.request("POST", url, data=data, headers=headers, auth=auth)
@@ -108,9 +118,9 @@ class GuardedSession:
         self,
         method: str,
         url: str,
-        data: Any = None,
-        headers: Any = None,
-        auth: Any = None,
+        data: Mapping[str, str] | str | None = None,
+        headers: Mapping[str, str] | None = None,
+        auth: ClientAuth | None = None,
         **_: Any,
     ) -> Response:
         """One request, one connection; ``auth`` is authlib's ClientAuth (signs the request)."""
@@ -159,7 +169,7 @@ class GuardedSession:
             conn.close()
 
 
-def guarded_connect(policy: Any = None) -> Connect:
+def guarded_connect(policy: Policy | None = None) -> Connect:
     """A Connect through the outbound guard (``mapping.outbound``), with ``policy`` or the
     ISP_* settings: the token endpoints are outbound connections like any ISP's."""
     from mapping import outbound

@@ -33,6 +33,7 @@ import smtplib
 import socket
 import ssl
 import sys
+from collections.abc import Iterable
 
 EX_OK, EX_UNAVAILABLE, EX_TEMPFAIL = 0, 69, 75
 CHUNK = 64 * 1024
@@ -45,11 +46,11 @@ ADVICE = (
 )
 
 
-class Deferred(Exception):
+class DeferredError(Exception):
     """Exit 75 with this reason."""
 
 
-class Bounced(Exception):
+class BouncedError(Exception):
     """Exit 69 with this reason."""
 
 
@@ -57,7 +58,7 @@ def xoauth2(login: str, token: str) -> bytes:
     """user=<login>^Aauth=Bearer <token>^A^A (twin of mapping.oauth.sasl.xoauth2)."""
     for value in (login, token):
         if not value or any(ch in value for ch in "\x00\x01\r\n"):
-            raise Deferred("4.7.0 the token map answered an unusable login or token")
+            raise DeferredError("4.7.0 the token map answered an unusable login or token")
     return f"user={login}\x01auth=Bearer {token}\x01\x01".encode()
 
 
@@ -100,15 +101,15 @@ def map_lookup(where: str, name: str, key: str, timeout: float = 10.0) -> str:
 
 
 def fresh_token(where: str, map_name: str, sender: str, timeout: float) -> tuple[str, str]:
-    """(login, access token) for the sender, or Deferred with the map's reason."""
+    """(login, access token) for the sender, or DeferredError with the map's reason."""
     try:
         reply = map_lookup(where, map_name, sender.lower(), timeout)
     except (OSError, ValueError) as exc:
-        raise Deferred(f"4.3.0 the token map is unreachable ({exc})") from None
+        raise DeferredError(f"4.3.0 the token map is unreachable ({exc})") from None
     status, _, data = reply.partition(" ")
     if status != "OK":
         reason = data.strip() or status
-        raise Deferred(f"4.7.0 no usable OAuth token for {sender}: {reason}")
+        raise DeferredError(f"4.7.0 no usable OAuth token for {sender}: {reason}")
     login, _, token = data.partition(":")
     return login, token
 
@@ -125,10 +126,12 @@ def _check(code: int, message: bytes, what: str) -> None:
     if 200 <= code < 400:
         return
     reason = f"the ISP refused {what}: {_reply_text(code, message)}"
-    raise Bounced(reason) if code >= 500 else Deferred(reason)
+    raise BouncedError(reason) if code >= 500 else DeferredError(reason)
 
 
-def connect(host: str, port: int, security: str, context: ssl.SSLContext, timeout: float):
+def connect(
+    host: str, port: int, security: str, context: ssl.SSLContext, timeout: float
+) -> smtplib.SMTP:
     """An SMTP session over verified TLS (implicit, or STARTTLS that must succeed)."""
     if security == "ssl":
         smtp = smtplib.SMTP_SSL(host, port, context=context, timeout=timeout)
@@ -138,11 +141,13 @@ def connect(host: str, port: int, security: str, context: ssl.SSLContext, timeou
     smtp.ehlo()
     if not smtp.has_extn("starttls"):
         smtp.close()
-        raise Deferred(f"4.7.0 {host}:{port} offers no STARTTLS; nothing was sent in plain text")
+        raise DeferredError(
+            f"4.7.0 {host}:{port} offers no STARTTLS; nothing was sent in plain text"
+        )
     code, message = smtp.starttls(context=context)
     if code != 220:
         smtp.close()
-        raise Deferred(f"4.7.0 {host}:{port} refused STARTTLS: {_reply_text(code, message)}")
+        raise DeferredError(f"4.7.0 {host}:{port} refused STARTTLS: {_reply_text(code, message)}")
     smtp.ehlo()
     return smtp
 
@@ -150,7 +155,7 @@ def connect(host: str, port: int, security: str, context: ssl.SSLContext, timeou
 def authenticate(smtp: smtplib.SMTP, login: str, token: str) -> None:
     """AUTH XOAUTH2, two-step; the error challenge is answered empty (Google's XOAUTH2 doc)."""
     if "XOAUTH2" not in smtp.esmtp_features.get("auth", "").upper().split():
-        raise Deferred("4.7.0 the ISP does not offer AUTH XOAUTH2 here; nothing was sent")
+        raise DeferredError("4.7.0 the ISP does not offer AUTH XOAUTH2 here; nothing was sent")
     response = xoauth2(login, token).decode()
     challenges: list[bytes] = []
 
@@ -170,13 +175,13 @@ def authenticate(smtp: smtplib.SMTP, login: str, token: str) -> None:
                 status = "?"
             detail = f" (error challenge status {status})"
         advice = next((a for needle, a in ADVICE if needle.lower() in said.lower()), "")
-        raise Deferred(
+        raise DeferredError(
             f"4.7.0 the ISP refused the OAuth token of {login}{detail}: {said}"
             + (f"; {advice}" if advice else "")
         ) from None
 
 
-def send_data(smtp: smtplib.SMTP, stream) -> tuple[int, bytes]:
+def send_data(smtp: smtplib.SMTP, stream: Iterable[bytes]) -> tuple[int, bytes]:
     """DATA: stream lines from ``stream`` with CRLF endings and dot-stuffing (RFC 5321 §4.5.2)."""
     code, message = smtp.docmd("DATA")
     if code != 354:
@@ -195,12 +200,29 @@ def send_data(smtp: smtplib.SMTP, stream) -> tuple[int, bytes]:
     return smtp.getreply()
 
 
-def submit(args: argparse.Namespace, stream) -> None:
-    """The whole submission; raises Deferred or Bounced, returns when the ISP took it."""
+def envelope(smtp: smtplib.SMTP, sender: str, recipients: list[str]) -> None:
+    """MAIL and RCPT; refused recipients bounce the message (all 5xx) or defer it."""
+    options = ["BODY=8BITMIME"] if smtp.has_extn("8bitmime") else []
+    _check(*smtp.mail(sender, options), f"the sender {sender}")
+    refusals = []
+    for rcpt in recipients:
+        code, message = smtp.rcpt(rcpt)
+        if code >= 400:
+            refusals.append((code, f"{rcpt}: {_reply_text(code, message)}"))
+    if refusals:  # with recipient_limit 1 this is the one recipient
+        smtp.rset()
+        text = "the ISP refused " + "; ".join(t for _, t in refusals)
+        if all(code >= 500 for code, _ in refusals):
+            raise BouncedError(text)
+        raise DeferredError(text)
+
+
+def submit(args: argparse.Namespace, stream: Iterable[bytes]) -> None:
+    """The whole submission; raises DeferredError or BouncedError, returns when the ISP took it."""
     host, _, port = args.nexthop.rpartition(":")
     host = host.strip("[]")
     if not host or not port.isdigit():
-        raise Deferred(f"4.3.5 the next hop {args.nexthop!r} is not [host]:port")
+        raise DeferredError(f"4.3.5 the next hop {args.nexthop!r} is not [host]:port")
     login, token = fresh_token(args.map, args.map_name, args.sender, args.map_timeout)
     xoauth2(login, token)  # an unusable answer defers before any connection
     # The system's CAs plus --cafile, as Postfix's own relay (smtp_tls_CAfile + CApath).
@@ -210,35 +232,23 @@ def submit(args: argparse.Namespace, stream) -> None:
     try:
         smtp = connect(host, int(port), args.security, context, args.timeout)
     except ssl.SSLCertVerificationError as exc:
-        raise Deferred(
+        raise DeferredError(
             f"4.7.5 the certificate of {host} is not trusted ({exc.verify_message})"
         ) from None
     except (OSError, smtplib.SMTPException) as exc:
-        raise Deferred(f"4.4.1 {host}:{port} is unreachable ({exc})") from None
+        raise DeferredError(f"4.4.1 {host}:{port} is unreachable ({exc})") from None
     try:
         authenticate(smtp, login, token)
-        options = ["BODY=8BITMIME"] if smtp.has_extn("8bitmime") else []
-        _check(*smtp.mail(args.sender, options), f"the sender {args.sender}")
-        refusals = []
-        for rcpt in args.recipients:
-            code, message = smtp.rcpt(rcpt)
-            if code >= 400:
-                refusals.append((code, f"{rcpt}: {_reply_text(code, message)}"))
-        if refusals:  # with recipient_limit 1 this is the one recipient
-            smtp.rset()
-            text = "the ISP refused " + "; ".join(t for _, t in refusals)
-            if all(code >= 500 for code, _ in refusals):
-                raise Bounced(text)
-            raise Deferred(text)
+        envelope(smtp, args.sender, args.recipients)
         _check(*send_data(smtp, stream), "the message")
         with contextlib.suppress(OSError, smtplib.SMTPException):
             smtp.quit()  # the message is accepted once DATA's 250 is in
-    except (Deferred, Bounced):
+    except (DeferredError, BouncedError):
         smtp.close()
         raise
     except (OSError, smtplib.SMTPException) as exc:
         smtp.close()
-        raise Deferred(f"4.4.2 the connection to {host}:{port} failed ({exc})") from None
+        raise DeferredError(f"4.4.2 the connection to {host}:{port} failed ({exc})") from None
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -261,10 +271,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
         submit(args, sys.stdin.buffer)
-    except Deferred as exc:
+    except DeferredError as exc:
         print(exc)
         return EX_TEMPFAIL
-    except Bounced as exc:
+    except BouncedError as exc:
         print(f"5.0.0 {exc}" if not str(exc)[:1].isdigit() else exc)
         return EX_UNAVAILABLE
     return EX_OK

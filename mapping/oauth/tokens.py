@@ -62,7 +62,7 @@ class TokenEndpointError(OAuthError):
     transient = True
 
 
-class _ProviderReply(Exception):
+class _ProviderReplyError(Exception):
     """authlib's error class here: keeps ``error``/``description`` as sent (authlib's own
     OAuth2Error raises ValueError on the CR/LF in Microsoft's error descriptions)."""
 
@@ -75,7 +75,7 @@ class _ProviderReply(Exception):
 
 
 class _Client(OAuth2Client):
-    oauth_error_class = _ProviderReply
+    oauth_error_class = _ProviderReplyError
 
 
 @dataclass(frozen=True, repr=False)
@@ -249,7 +249,7 @@ class TokenClient:
             raise self._translate(exc, during="device sign-in") from None
         if "error" in reply or "device_code" not in reply:
             raise self._translate(
-                _ProviderReply(reply.get("error"), reply.get("error_description")),
+                _ProviderReplyError(reply.get("error"), reply.get("error_description")),
                 during="device sign-in",
             )
         return DeviceAuthorization(
@@ -267,7 +267,7 @@ class TokenClient:
             token = self._client(public=True).fetch_token(
                 self.provider.token_url, grant_type=DEVICE_GRANT, device_code=device.device_code
             )
-        except _ProviderReply as exc:
+        except _ProviderReplyError as exc:
             if exc.error == "authorization_pending":
                 return None
             if exc.error == "slow_down":  # RFC 8628 §3.5: add 5 seconds to the interval
@@ -308,7 +308,7 @@ class TokenClient:
             return cls(f"{exc.message} ({label} {during})")
         if isinstance(exc, OAuthError):
             return exc
-        if not isinstance(exc, _ProviderReply):
+        if not isinstance(exc, _ProviderReplyError):
             return TokenEndpointError(f"{label} sent an unreadable answer during {during}: {exc}.")
         said = f" ({label} said: {exc.error}: {exc.description})" if exc.description else ""
         if exc.error == "invalid_grant" and during == "refresh":

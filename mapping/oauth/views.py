@@ -117,7 +117,7 @@ def sign_in_callback(request: HttpRequest, provider: str) -> HttpResponse:
     return _keep(request, binding, done.mailbox, done.tokens)
 
 
-def _keep(request: HttpRequest, binding: Binding, mailbox: str, tokens: TokenSet):
+def _keep(request: HttpRequest, binding: Binding, mailbox: str, tokens: TokenSet) -> HttpResponse:
     if not mailbox_matches(mailbox, binding.username):
         return _failed(
             request,
@@ -140,7 +140,9 @@ def _keep(request: HttpRequest, binding: Binding, mailbox: str, tokens: TokenSet
     return redirect(_tab(binding))
 
 
-def _into_wizard(request: HttpRequest, provider: str, domain_id: int, done) -> HttpResponse:
+def _into_wizard(
+    request: HttpRequest, provider: str, domain_id: int, done: signin.Finished
+) -> HttpResponse:
     domain = get_domain_for(request.user, domain_id)
     step = reverse("account-create-step", kwargs={"domain_id": domain.pk, "step": MAP})
     refused = oauth_hold(

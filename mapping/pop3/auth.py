@@ -24,11 +24,14 @@ import hashlib
 import ssl
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from ..oauth import sasl
 from .errors import Pop3AuthError, Pop3NotSecureError, Pop3OAuthError, Pop3ProtocolError, redact
 from .protocol import Status
+
+if TYPE_CHECKING:
+    from .client import TlsInfo  # the client imports this module
 
 
 class Session(Protocol):
@@ -44,7 +47,7 @@ class Session(Protocol):
 
     def request(self, line: str) -> Status: ...
 
-    def tls_info(self) -> Any: ...
+    def tls_info(self) -> TlsInfo | None: ...
 
 
 def check_value(what: str, value: str) -> str:

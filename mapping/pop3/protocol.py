@@ -175,14 +175,11 @@ class Reader:
         if self._phase is Expect.BODY:
             return self._body_event()
         if self._phase is Expect.LINES:
-            line = self._take_line()
-            if line is None:
-                return self._need("in the middle of a multi-line reply")
-            if line == b".":
-                self._phase = None
-                return End(self._octets)
-            self._octets += len(line) + 2
-            return Line(line[1:] if line.startswith(b".") else line)
+            return self._line_event()
+        return self._status_event()
+
+    def _status_event(self) -> Status | _NeedData:
+        """The status line of the next expected reply; a +OK opens its lines or body."""
         if not self._expected:
             if self.pending:
                 raise RemoteProtocolError("the server sent data nobody asked for")
@@ -198,6 +195,17 @@ class Reader:
             if status.ok:
                 self._phase, self._line_start, self._octets = kind, True, 0
         return status
+
+    def _line_event(self) -> Line | End | _NeedData:
+        """One line of a multi-line reply, dot-unstuffed, or its end."""
+        line = self._take_line()
+        if line is None:
+            return self._need("in the middle of a multi-line reply")
+        if line == b".":
+            self._phase = None
+            return End(self._octets)
+        self._octets += len(line) + 2
+        return Line(line[1:] if line.startswith(b".") else line)
 
     # --- lines -----------------------------------------------------------------------
 

@@ -39,7 +39,8 @@ def test_it_refuses_a_malformed_rate_in_words(rate):
 def test_it_answers_busy_beyond_detect_concurrency(settings):
     settings.DETECT_CONCURRENCY = 2
     with throttle.detect_place() as first, throttle.detect_place() as second:
-        assert first and second
+        assert first
+        assert second
         with throttle.detect_place() as third:
             assert not third
     with throttle.detect_place() as again:
@@ -84,6 +85,7 @@ def _place_in_another_process(prefix: str) -> str:
 def test_it_counts_the_places_of_every_process_in_the_shared_cache(settings, shared_cache):
     settings.DETECT_CONCURRENCY = 2
     with throttle.detect_place() as first, throttle.detect_place() as second:
-        assert first and second
+        assert first
+        assert second
         assert _place_in_another_process(shared_cache) == "Detect is busy, try again in a moment."
     assert _place_in_another_process(shared_cache) == "got"

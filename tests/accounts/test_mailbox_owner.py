@@ -39,7 +39,9 @@ def test_it_explains_why_another_user_cannot_store_mail(settings, monkeypatch):
     with pytest.raises(MailOwnerError) as excinfo:
         check_mail_owner()
     text = str(excinfo.value)
-    assert "uid 1000" in text and "uid 8" in text and "Run the worker as root" in text
+    assert "uid 1000" in text
+    assert "uid 8" in text
+    assert "Run the worker as root" in text
 
 
 def test_it_explains_an_unwritable_mail_root(settings, monkeypatch, tmp_path):

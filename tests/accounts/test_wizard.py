@@ -109,9 +109,12 @@ def test_it_creates_the_account_and_its_binding_in_one_go(admin_client, domain):
     assert binding.get_isp_password() == ISP
     assert binding.smtp_credentials() == ("isp-support-7731", SMTP)
     assert (binding.smtp_host, binding.smtp_port) == ("smtp.isp.example", 465)
-    assert binding.leave_policy == "delete_after" and binding.delete_after_days == 14
+    assert binding.leave_policy == "delete_after"
+    assert binding.delete_after_days == 14
     assert binding.fetch_interval_minutes == 10
-    assert binding.enabled and binding.is_outgoing_relay and binding.next_fetch_at
+    assert binding.enabled
+    assert binding.is_outgoing_relay
+    assert binding.next_fetch_at
     assert f"wizard_account_creation_{domain.pk}" not in dict(admin_client.session.items()) or (
         not admin_client.session[f"wizard_account_creation_{domain.pk}"]["step_data"]
     )
@@ -137,7 +140,8 @@ def test_no_page_renders_a_password_back(admin_client, domain):
             assert secret not in html
     # Even a failing post (the page comes back with errors) does not echo them.
     html = post_step(admin_client, domain, "map", map_settings(port="0")).content.decode()
-    assert ISP not in html and SMTP not in html
+    assert ISP not in html
+    assert SMTP not in html
 
 
 def test_a_reload_keeps_the_state_and_blank_passwords_keep_the_sealed_ones(admin_client, domain):

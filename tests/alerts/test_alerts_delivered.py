@@ -69,7 +69,8 @@ def test_the_administrators_receive_the_email_through_a_real_smtp_server(office,
     assert "The ISP refused the password of isp-support-7731." in text
     assert f"sasl_username={SENDER[0]}" in "\n".join(real_smtp.sasl_log_lines())
     alert = Alert.objects.get()
-    assert alert.email_sent_at is not None and alert.email_attempts == 1
+    assert alert.email_sent_at is not None
+    assert alert.email_attempts == 1
 
 
 def test_the_receiver_gets_a_post_it_can_verify_and_one_on_recovery(office):

@@ -37,7 +37,8 @@ def rows(response) -> str:
 def test_it_shows_a_domain_administrator_only_their_domain(admin_client, history):
     table = rows(admin_client.get(reverse("audit-log")))
     assert history["mine"].address in table
-    assert "mallory@" in table and "198.51.100.7" in table
+    assert "mallory@" in table
+    assert "198.51.100.7" in table
     assert history["theirs"].address not in table
     assert "ISP keys rotated" not in table
 
@@ -48,26 +49,32 @@ def test_it_shows_a_superuser_everything_and_the_server_wide_events(admin_client
     assert history["theirs"].address in table
     assert "ISP keys rotated" in table
     server = rows(admin_client_su.get(reverse("audit-log"), {"domain": "server"}))
-    assert "ISP keys rotated" in server and history["theirs"].address not in server
+    assert "ISP keys rotated" in server
+    assert history["theirs"].address not in server
 
 
 def test_it_filters_by_what_who_and_on_what(admin_client_su, history):
     url = reverse("audit-log")
     failed = rows(admin_client_su.get(url, {"action": "login.failed"}))
-    assert "mallory@" in failed and history["mine"].address not in failed
+    assert "mallory@" in failed
+    assert history["mine"].address not in failed
     by_who = rows(admin_client_su.get(url, {"who": "boss@other"}))
-    assert history["theirs"].address in by_who and "mallory@" not in by_who
+    assert history["theirs"].address in by_who
+    assert "mallory@" not in by_who
     by_what = rows(admin_client_su.get(url, {"what": "sales@"}))
-    assert history["theirs"].address in by_what and history["mine"].address not in by_what
+    assert history["theirs"].address in by_what
+    assert history["mine"].address not in by_what
     by_domain = rows(admin_client_su.get(url, {"domain": history["other"].pk}))
-    assert history["theirs"].address in by_domain and "mallory@" not in by_domain
+    assert history["theirs"].address in by_domain
+    assert "mallory@" not in by_domain
 
 
 def test_it_filters_by_days_of_the_box_time_zone(admin_client_su, history, settings):
     AuditEvent.objects.filter(action="keys.rotated").update(at=timezone.now() - timedelta(days=3))
     today = timezone.localdate().isoformat()
     recent = rows(admin_client_su.get(reverse("audit-log"), {"since": today}))
-    assert "ISP keys rotated" not in recent and "mallory@" in recent
+    assert "ISP keys rotated" not in recent
+    assert "mallory@" in recent
 
 
 def test_it_names_the_time_zone_on_every_time(admin_client, history, settings):

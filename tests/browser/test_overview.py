@@ -108,7 +108,8 @@ def test_it_walks_the_overview_with_a_failing_binding_and_quarantined_messages(
         download = download_info.value
         assert download.suggested_filename == "uid-3.eml"
         data = download.path().read_bytes()
-        assert b"Subject: hello 3" in data and len(data) == kept.kept_bytes
+        assert b"Subject: hello 3" in data
+        assert len(data) == kept.kept_bytes
 
         # Retry the refused one once the ISP hands it out again: it is fetched at once.
         refusing.gone.clear()

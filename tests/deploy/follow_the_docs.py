@@ -409,6 +409,18 @@ def prove_the_story(office: Office, console_base: str, isp: Dovecot, isp_smtp: F
 # --- the whole run ------------------------------------------------------------------------------
 
 
+def failure_report(exc: Exception, commands: list[Command], work: Path) -> None:
+    """What failed, and the last lines of every process and mail daemon log."""
+    print(f"FAIL: {type(exc).__name__}: {exc}", flush=True)
+    for command in commands:
+        print(f"--- {command.name} (last lines) ---\n{command.tail()}")
+    for name in ("postfix.log", "dovecot.log"):
+        path = work / "aamail" / "var" / "mailserver" / "log" / name
+        if path.exists():
+            tail = path.read_text(errors="replace").splitlines()[-25:]
+            print(f"--- {name} ---\n" + "\n".join(tail))
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--keep", action="store_true", help="Keep the temporary directory.")
@@ -480,14 +492,7 @@ def main() -> int:
         return 0
     except (StoryError, AssertionError, OSError, subprocess.SubprocessError) as exc:
         failed = True
-        print(f"FAIL: {type(exc).__name__}: {exc}", flush=True)
-        for command in commands:
-            print(f"--- {command.name} (last lines) ---\n{command.tail()}")
-        for name in ("postfix.log", "dovecot.log"):
-            path = work / "aamail" / "var" / "mailserver" / "log" / name
-            if path.exists():
-                tail = path.read_text(errors="replace").splitlines()[-25:]
-                print(f"--- {name} ---\n" + "\n".join(tail))
+        failure_report(exc, commands, work)
         return 1
     finally:
         for command in reversed(commands):

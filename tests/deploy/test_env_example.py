@@ -25,9 +25,12 @@ def test_it_names_each_shared_place_once_in_compose():
     for setting in ("MAIL_ROOT", "MAIL_RUN_DIR", "MAIL_CONFIG_DIR", "MAIL_UID", "MAIL_GID"):
         assert len(re.findall(rf"^\s+{setting}:", compose, re.MULTILINE)) == 1, setting
     # The volumes mount exactly where those settings point.
-    assert "mailrun:/run/aamail" in compose and "MAIL_RUN_DIR: /run/aamail" in compose
-    assert "mailconf:/etc/aamail/mail" in compose and "MAIL_CONFIG_DIR: /etc/aamail/mail" in compose
-    assert "maildirs:/var/mail/aamail" in compose and "MAIL_ROOT: /var/mail/aamail" in compose
+    assert "mailrun:/run/aamail" in compose
+    assert "MAIL_RUN_DIR: /run/aamail" in compose
+    assert "mailconf:/etc/aamail/mail" in compose
+    assert "MAIL_CONFIG_DIR: /etc/aamail/mail" in compose
+    assert "maildirs:/var/mail/aamail" in compose
+    assert "MAIL_ROOT: /var/mail/aamail" in compose
 
 
 def test_it_marks_every_compose_only_value():

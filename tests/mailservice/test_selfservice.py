@@ -51,7 +51,9 @@ def test_it_shows_status_and_client_settings_without_isp_passwords(employee_clie
     assert "isp-support-7731" in body
     assert "The ISP refused the password" in body
     assert "Outgoing relay" in body
-    assert "mail.example.com" in body and "993" in body and "587" in body
+    assert "mail.example.com" in body
+    assert "993" in body
+    assert "587" in body
     assert factories.ISP_PASSWORD not in body
     assert other.username not in body
 

@@ -79,7 +79,8 @@ def office_rows():
 def test_the_snapshot_answers_every_map_as_the_database_does(office_rows, settings):
     settings.MAIL_SMART_HOSTS = {}
     current = snapshot.load()
-    assert "example.com" in current.domains and "closed.example" not in current.domains
+    assert "example.com" in current.domains
+    assert "closed.example" not in current.domains
     for name, key in MAPS_AND_KEYS:
         request = Request(name, key)
         assert lookups.answer(request, current) == lookups.answer(request), (name, key)
@@ -89,7 +90,8 @@ def test_the_snapshot_answers_every_map_as_the_database_does(office_rows, settin
 def test_the_snapshot_keeps_passwords_encrypted(office_rows):
     current = snapshot.load()
     relay = current.mailbox("support@example.com").relay
-    assert relay.password_encrypted and "Isp:Secret" not in repr(current.mailboxes)
+    assert relay.password_encrypted
+    assert "Isp:Secret" not in repr(current.mailboxes)
     assert relay.credentials() == ("isp-support", "Isp:Secret")  # decrypted at lookup time
 
 
@@ -120,7 +122,8 @@ def test_the_cache_serves_a_snapshot_only_while_its_token_holds():
     assert cache.current() is None  # nothing read yet
     assert set(cache.refresh().domains) == {"d1"}
     assert set(cache.current().domains) == {"d1"}
-    assert set(cache.refresh().domains) == {"d1"} and len(loads) == 1  # no needless rebuild
+    assert set(cache.refresh().domains) == {"d1"}
+    assert len(loads) == 1
     watch.value = 2  # a change
     assert cache.current() is None
     assert set(cache.refresh().domains) == {"d2"}
@@ -202,7 +205,8 @@ def test_sqlite_watch_moves_on_with_every_write(sqlite_file, journal):
     _age(path, 10)
     watch = snapshot.SqliteFileWatch(path, settle=0)
     before = watch.token()
-    assert before is not None and watch.token() == before
+    assert before is not None
+    assert watch.token() == before
     db.execute("INSERT INTO t VALUES (1)")
     db.commit()
     assert watch.token() != before
@@ -233,7 +237,8 @@ def test_sqlite_file_database_snapshot_is_rebuilt_after_a_change(sqlite_file):
     assert cache.refresh().domains == {}
     db.execute("INSERT INTO t VALUES ('example.com')")
     db.commit()
-    assert cache.current() is None and cache.refresh() is None  # settling: the database
+    assert cache.current() is None
+    assert cache.refresh() is None
     _age(path, 5)
     assert cache.current() is None
     assert set(cache.refresh().domains) == {"example.com"}

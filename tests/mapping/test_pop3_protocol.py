@@ -109,6 +109,23 @@ def test_it_gives_the_same_events_whatever_the_split(data, bodies):
 # --- a batch of RETRs, played against a server that answers each command ------------------
 
 
+class _Wire:
+    """What the server has sent so far, handed to the reader in the given chunk sizes."""
+
+    def __init__(self, reader: Reader, stream: bytes, chunks: list[int]) -> None:
+        self.reader, self.stream, self.pos, self.sizes = reader, stream, 0, iter(chunks)
+
+    def event(self):
+        """The reader's next event; TimeoutError when it waits for bytes not yet sent."""
+        while (found := self.reader.next_event()) is NEED_DATA:
+            if self.pos >= len(self.stream):
+                raise TimeoutError
+            size = max(1, next(self.sizes, 64))
+            self.reader.receive_data(self.stream[self.pos : self.pos + size])
+            self.pos += size
+        return found
+
+
 def play(replies: list[bytes], listed: list[int], *, pipelined: bool, chunks: list[int]):
     """The client's reading of one batch (RETR 1..n, then NOOP), as mapping.pop3 does it.
 
@@ -118,24 +135,14 @@ def play(replies: list[bytes], listed: list[int], *, pipelined: bool, chunks: li
     """
     reader, proof = Reader(max_line=200), BatchProof(pipelined=pipelined)
     sent = len(replies) if pipelined else 1
-    stream = b"".join(replies[:sent])
-    pos, sizes = 0, iter(chunks)
+    wire = _Wire(reader, b"".join(replies[:sent]), chunks)
+    event = wire.event
     bodies: dict[int, bytes] = {}
-
-    def event():
-        nonlocal pos
-        while (found := reader.next_event()) is NEED_DATA:
-            if pos >= len(stream):
-                raise TimeoutError
-            size = max(1, next(sizes, 64))
-            reader.receive_data(stream[pos : pos + size])
-            pos += size
-        return found
 
     try:
         for number in range(1, len(replies)):
             if not pipelined and number > 1:
-                stream += replies[number - 1]  # the next RETR is sent only now
+                wire.stream += replies[number - 1]  # the next RETR is sent only now
             reader.expect(Expect.BODY)
             status = event()
             current = proof.status(number, listed[number - 1], status)
@@ -147,7 +154,7 @@ def play(replies: list[bytes], listed: list[int], *, pipelined: bool, chunks: li
             proof.end(current, found.octets)
             bodies[number] = b"".join(pieces)
         if not pipelined:
-            stream += replies[-1]
+            wire.stream += replies[-1]
         reader.expect(Expect.STATUS)
         if not event().ok:
             raise RemoteProtocolError("-ERR to NOOP")
@@ -224,18 +231,8 @@ def test_it_proves_only_what_a_plain_reader_reads_from_the_same_bytes(
 def play_stream(stream: bytes, count: int, listed, pipelined: bool, chunks):
     """``play`` for a stream that is already on the wire whole (pipelined or not)."""
     reader, proof = Reader(max_line=200), BatchProof(pipelined=pipelined)
-    data, pos, sizes = stream + b"+OK\r\n", 0, iter(chunks)
+    event = _Wire(reader, stream + b"+OK\r\n", chunks).event
     bodies: dict[int, bytes] = {}
-
-    def event():
-        nonlocal pos
-        while (found := reader.next_event()) is NEED_DATA:
-            if pos >= len(data):
-                raise TimeoutError
-            size = max(1, next(sizes, 64))
-            reader.receive_data(data[pos : pos + size])
-            pos += size
-        return found
 
     try:
         for number in range(1, count + 1):

@@ -68,7 +68,8 @@ def test_it_stops_at_the_token_step_when_the_grant_is_gone(auth, isp, oauth_isp_
     report = run(binding)
     pop3 = steps(report.sections[0])
     assert pop3["Token"].status == detect.FAIL
-    assert binding.username in pop3["Token"].detail and "Sign in again" in pop3["Token"].detail
+    assert binding.username in pop3["Token"].detail
+    assert "Sign in again" in pop3["Token"].detail
     assert pop3["AUTH XOAUTH2"].status == detect.SKIP
     assert steps(report.sections[1])["Token"].status == detect.FAIL
 
@@ -77,7 +78,8 @@ def test_it_asks_for_a_sign_in_when_there_is_none(auth, isp, oauth_isp_settings)
     binding = oauth_binding(isp, new_mailbox(isp))
     report = run(binding, smtp=False)
     token = steps(report.sections[0])["Token"]
-    assert token.status == detect.FAIL and "not signed in yet" in token.detail
+    assert token.status == detect.FAIL
+    assert "not signed in yet" in token.detail
 
 
 def test_it_explains_microsofts_smtp_auth_switch_of_the_tenant(
@@ -94,7 +96,8 @@ def test_it_explains_microsofts_smtp_auth_switch_of_the_tenant(
     assert "535 5.7.139" in auth_step.detail
     assert "turn on Authenticated SMTP" in auth_step.detail
     # The refusal came after the token was sent in the two-step form, as the relay sends it.
-    assert server.responses and server.responses[0].startswith(b"user=" + binding.username.encode())
+    assert server.responses
+    assert server.responses[0].startswith(b"user=" + binding.username.encode())
 
 
 def test_it_explains_microsofts_pop_refusal(auth, oauth_settings, tmp_path, settings):
@@ -107,7 +110,8 @@ def test_it_explains_microsofts_pop_refusal(auth, oauth_settings, tmp_path, sett
     assert auth_step.status == detect.FAIL
     assert "unknown user name or bad password" in auth_step.detail
     assert "check that POP is enabled for this mailbox" in auth_step.detail
-    assert server.responses and b"auth=Bearer " in server.responses[0]
+    assert server.responses
+    assert b"auth=Bearer " in server.responses[0]
 
 
 def oauth_binding_at(*, pop3_port: int = 995, smtp_port: int = 587):

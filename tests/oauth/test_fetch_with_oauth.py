@@ -39,10 +39,12 @@ def test_it_fetches_every_message_exactly_once(auth, isp, oauth_isp_settings):
     assert run.outcome == FetchOutcome.OK, run.error
     assert sorted(stored_messages(binding)) == sorted(MESSAGES)
     again = binding_fetch(binding=binding)
-    assert again.outcome == FetchOutcome.OK and again.messages == 0
+    assert again.outcome == FetchOutcome.OK
+    assert again.messages == 0
     assert len(stored_messages(binding)) == len(MESSAGES)
     binding.refresh_from_db()
-    assert binding.state == BindingState.OK and binding.messages_fetched == len(MESSAGES)
+    assert binding.state == BindingState.OK
+    assert binding.messages_fetched == len(MESSAGES)
     assert f"Login: user=<{binding.username}>, method=XOAUTH2" in auth_lines(isp, mark)
 
 
@@ -54,10 +56,12 @@ def test_it_refreshes_first_when_the_token_is_about_to_expire(auth, isp, oauth_i
     )
     before = auth.stats()["refresh_grants"]
     run = binding_fetch(binding=binding)
-    assert run.outcome == FetchOutcome.OK and run.messages == 1, run.error
+    assert run.outcome == FetchOutcome.OK, run.error
+    assert run.messages == 1, run.error
     assert auth.stats()["refresh_grants"] == before + 1
     cred.refresh_from_db()
-    assert cred.version == 2 and cred.access_expires_at > timezone.now() + timedelta(minutes=55)
+    assert cred.version == 2
+    assert cred.access_expires_at > timezone.now() + timedelta(minutes=55)
 
 
 def test_it_costs_no_refresh_while_the_cached_token_is_good(auth, isp, oauth_isp_settings):
@@ -83,7 +87,8 @@ def test_it_refreshes_once_and_logs_in_again_when_the_server_refuses_a_cached_to
     )
     before, mark = auth.stats()["refresh_grants"], len(isp.auth_log_lines())
     run = binding_fetch(binding=binding)
-    assert run.outcome == FetchOutcome.OK and run.messages == 2, run.error
+    assert run.outcome == FetchOutcome.OK, run.error
+    assert run.messages == 2, run.error
     assert auth.stats()["refresh_grants"] == before + 1
     assert "did not match" in auth_lines(isp, mark)  # the first AUTH was refused
 
@@ -115,7 +120,8 @@ def test_it_needs_attention_when_even_a_fresh_token_is_refused(
     run = binding_fetch(binding=binding)
     binding.refresh_from_db()
     assert run.outcome == FetchOutcome.AUTH_FAILED
-    assert binding.state == BindingState.NEEDS_ATTENTION and binding.next_fetch_at is None
+    assert binding.state == BindingState.NEEDS_ATTENTION
+    assert binding.next_fetch_at is None
     assert "refused the access token" in binding.last_error
     assert binding.username in binding.last_error
 
@@ -138,8 +144,10 @@ def test_it_pauses_with_needs_sign_in_when_the_grant_was_revoked(auth, isp, oaut
     run = binding_fetch(binding=binding)
     binding.refresh_from_db()
     assert run.outcome == FetchOutcome.NEEDS_SIGN_IN
-    assert binding.state == BindingState.NEEDS_SIGN_IN and binding.next_fetch_at is None
-    assert binding.username in binding.last_error and "Sign in again" in binding.last_error
+    assert binding.state == BindingState.NEEDS_SIGN_IN
+    assert binding.next_fetch_at is None
+    assert binding.username in binding.last_error
+    assert "Sign in again" in binding.last_error
     assert "xoauth2" not in auth_lines(isp, mark).lower()  # no token was sent
     assert stored_messages(binding) == []
 
@@ -178,7 +186,8 @@ def test_it_retries_without_pausing_when_the_token_endpoint_is_down(auth, isp, o
     run = binding_fetch(binding=binding)
     binding.refresh_from_db()
     assert run.outcome == FetchOutcome.ERROR
-    assert binding.state == BindingState.RETRYING and binding.next_fetch_at is not None
+    assert binding.state == BindingState.RETRYING
+    assert binding.next_fetch_at is not None
     auth.config(token_status=0)
     assert binding_fetch(binding=binding).outcome == FetchOutcome.OK
 
@@ -188,5 +197,6 @@ def test_it_fetches_with_oauthbearer_from_another_isps_oauth_server(auth, isp, o
     sign_in_binding(auth, binding)
     mark = len(isp.auth_log_lines())
     run = binding_fetch(binding=binding)
-    assert run.outcome == FetchOutcome.OK and run.messages == 2, run.error
+    assert run.outcome == FetchOutcome.OK, run.error
+    assert run.messages == 2, run.error
     assert f"Login: user=<{binding.username}>, method=OAUTHBEARER" in auth_lines(isp, mark)

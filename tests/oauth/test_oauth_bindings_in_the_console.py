@@ -51,12 +51,15 @@ def test_it_adds_a_binding_that_signs_in_and_stores_no_password(admin_client, ac
     response = admin_client.post(url, tab_fields(isp_password="ignored for a sign-in"))
     assert response.status_code == 302, response.context["form"].errors
     binding = Binding.objects.get(account=account)
-    assert binding.auth_method == "oauth2_microsoft" and binding.password_encrypted == ""
-    assert binding.state == BindingState.NEEDS_SIGN_IN and binding.next_fetch_at is None
+    assert binding.auth_method == "oauth2_microsoft"
+    assert binding.password_encrypted == ""
+    assert binding.state == BindingState.NEEDS_SIGN_IN
+    assert binding.next_fetch_at is None
     assert "Sign in with Microsoft" in binding.last_error
     tab = admin_client.get(response["Location"]).content.decode()
     assert reverse("binding-sign-in", args=[account.pk, binding.pk]) in tab
-    assert "Needs sign-in" in tab and "after a sign-in" in tab
+    assert "Needs sign-in" in tab
+    assert "after a sign-in" in tab
 
 
 @pytest.mark.parametrize("field", ["security", "smtp_security"])
@@ -100,7 +103,8 @@ def test_it_asks_for_a_new_sign_in_after_a_change_of_server_or_mailbox(
     assert response.status_code == 302, response.context["form"].errors
     binding.refresh_from_db()
     assert not OAuthCredential.objects.filter(binding=binding).exists()
-    assert binding.state == BindingState.NEEDS_SIGN_IN and binding.next_fetch_at is None
+    assert binding.state == BindingState.NEEDS_SIGN_IN
+    assert binding.next_fetch_at is None
 
 
 def test_it_keeps_the_sign_in_through_other_edits(admin_client, auth, account):
@@ -204,25 +208,30 @@ def test_it_signs_in_on_the_map_settings_step_keeping_only_ciphertext(
     assert "Press “Sign in with Microsoft” below and sign in as" in refused.content.decode()
     # The Sign in button keeps the step and goes to the provider...
     away = post_step(admin_client, domain, "map", map_fields(), oauth_sign_in="microsoft")
-    assert away.status_code == 302 and away["Location"].startswith(auth.url)
+    assert away.status_code == 302
+    assert away["Location"].startswith(auth.url)
     # ... which sends the browser back to the callback, and that back to the step.
     back = admin_client.get(provider_answers(auth, away["Location"]))
-    assert back.status_code == 302 and back["Location"] == step_url(domain, "map")
+    assert back.status_code == 302
+    assert back["Location"] == step_url(domain, "map")
     page = admin_client.get(back["Location"]).content.decode()
     assert f"as {ALICE}" in page
     session = json.dumps(dict(admin_client.session.items()), default=str)
     held = [v for k, v in admin_client.session.items() if k.startswith("wizard_account_creation_")]
     sealed = held[0]["extra_data"]["oauth_sign_in"]
     tokens = json.loads(crypto.decrypt(sealed))
-    assert tokens["access_token"] not in session and tokens["refresh_token"] not in session
+    assert tokens["access_token"] not in session
+    assert tokens["refresh_token"] not in session
     assert post_step(admin_client, domain, "map", map_fields()).status_code == 302
     done = post_step(admin_client, domain, "finish", {"is_active": "on", "fetch_enabled": "on"})
     assert admin_client.get(done["Location"]).status_code == 302  # done: the account's page
     account = Account.objects.get(domain=domain, localpart="alice")
     binding = account.bindings.get()
     cred = OAuthCredential.objects.get(binding=binding)
-    assert binding.auth_method == "oauth2_microsoft" and binding.password_encrypted == ""
-    assert cred.remote_login == ALICE and binding.state == BindingState.NEW
+    assert binding.auth_method == "oauth2_microsoft"
+    assert binding.password_encrypted == ""
+    assert cred.remote_login == ALICE
+    assert binding.state == BindingState.NEW
     assert crypto.decrypt(cred.refresh_token_encrypted) == tokens["refresh_token"]
 
 

@@ -49,7 +49,7 @@ def test_it_rejects_an_expired_sign_in_and_forgets_it():
     assert session[pkce.SESSION_KEY] == {}
 
 
-@pytest.mark.parametrize("provider,admin_id", [("google", 1), ("microsoft", 2)])
+@pytest.mark.parametrize(("provider", "admin_id"), [("google", 1), ("microsoft", 2)])
 def test_it_rejects_a_state_of_another_administrator_or_provider(provider, admin_id):
     session: dict = {}
     started = pkce.begin(session, provider="microsoft", admin_id=1, target="binding:5")
@@ -70,4 +70,5 @@ def test_it_keeps_only_the_newest_pending_sign_ins():
 
 def test_it_never_shows_the_verifier_in_a_repr():
     started = pkce.begin({}, provider="google", admin_id=1, target="binding:5")
-    assert started.verifier not in repr(started) and started.nonce not in repr(started)
+    assert started.verifier not in repr(started)
+    assert started.nonce not in repr(started)

@@ -112,12 +112,14 @@ def test_it_reports_an_expired_token_in_words_after_answering_the_challenge(
         with pytest.raises(Pop3OAuthError) as refused:
             Xoauth2(ALICE, expired_alice_token).authenticate(transcript)
     error = refused.value
-    assert error.challenge["status"] == "401" and error.challenge["scope"] == "mail"
+    assert error.challenge["status"] == "401"
+    assert error.challenge["scope"] == "mail"
     assert transcript.received[1].startswith("+ eyJ")  # the error challenge, not success
     assert transcript.sent[2] == ""  # answered with an empty line
     assert transcript.received[2] == "-ERR [AUTH] Authentication failed."
     assert "refused the access token (status 401): it expired" in error.message
-    assert "alice@contoso.test" in error.message and expired_alice_token not in error.message
+    assert "alice@contoso.test" in error.message
+    assert expired_alice_token not in error.message
     assert not error.transient
     assert "Token has expired" in new_log_lines(isp, mark)
 

@@ -33,7 +33,8 @@ def test_it_builds_microsofts_endpoints_for_the_tenant(oauth_settings):
         f"{base}/devicecode",
     )
     assert {"offline_access", MICROSOFT_POP_SCOPE, MICROSOFT_SMTP_SCOPE, "openid"} <= set(ms.scopes)
-    assert ms.mechanism == "XOAUTH2" and not ms.revoke_url
+    assert ms.mechanism == "XOAUTH2"
+    assert not ms.revoke_url
     assert "ms-secret-value" not in repr(ms)
 
 
@@ -77,7 +78,7 @@ def test_it_gives_the_exact_redirect_uri_to_register(oauth_settings):
 
 
 @pytest.mark.parametrize(
-    "base,ok",
+    ("base", "ok"),
     [
         ("http://mail.example.com", False),
         ("http://localhost:8000", True),

@@ -105,4 +105,5 @@ def test_it_lets_both_workers_fetch_on_one_refresh_without_revoking_the_grant(
     assert after["families_revoked"] == before["families_revoked"]
     if kind == "postgresql":
         cred = OAuthCredential.objects.get(binding_id=binding_id)
-        assert cred.state == "ok" and cred.version == results[0]["version"]
+        assert cred.state == "ok"
+        assert cred.version == results[0]["version"]

@@ -46,7 +46,8 @@ def test_it_renders_the_pipe_transports_and_copies_the_submitter(production_sett
         capture_output=True,
         text=True,
     )
-    assert checked.returncode == 0 and "pipe" in checked.stdout, checked.stderr
+    assert checked.returncode == 0, checked.stderr
+    assert "pipe" in checked.stdout, checked.stderr
 
 
 @pytest.mark.parametrize("user", ["root", "postfix", "bad user"])

@@ -153,7 +153,8 @@ def test_it_defers_and_sends_nothing_when_the_mailbox_needs_a_new_sign_in(
         lambda: [x for x in office_log(office, mark, f"to=<{to}>") if "status=deferred" in x]
     )
     assert deferred, office.postfix_log_lines()[mark:]
-    assert "needs a new sign-in" in deferred[-1] and "dsn=4.7.0" in deferred[-1]
+    assert "needs a new sign-in" in deferred[-1]
+    assert "dsn=4.7.0" in deferred[-1]
     time.sleep(0.5)
     assert len(isp.sink_files()) == sunk  # nothing reached the ISP
     assert not [x for x in isp.postfix_log_lines()[isp_mark:] if "sasl_method" in x]
@@ -192,7 +193,8 @@ def test_it_fetches_and_relays_for_a_binding_signed_in_through_the_console(
     assert client.get(provider_answers(auth, away["Location"])).status_code == 302
 
     run = binding_fetch(binding=binding)
-    assert run.outcome == "ok" and run.messages == 1, run.error
+    assert run.outcome == "ok", run.error
+    assert run.messages == 1, run.error
     assert stored_messages(binding) == [b"Subject: waiting at the ISP\n\nhello\n"]
 
     sunk = len(isp.sink_files())

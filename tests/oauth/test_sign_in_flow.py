@@ -41,8 +41,10 @@ def test_it_puts_pkce_s256_state_and_offline_access_in_the_authorization_url(aut
     assert parts.path == f"/{TENANT}/oauth2/v2.0/authorize"  # Entra's shape, per tenant
     assert q["code_challenge_method"] == "S256"
     assert q["code_challenge"] == pkce.s256_challenge(pending.verifier)
-    assert q["state"] == pending.state and q["nonce"] == pending.nonce
-    assert q["redirect_uri"] == REDIRECT and q["client_id"] == WEB_CLIENT
+    assert q["state"] == pending.state
+    assert q["nonce"] == pending.nonce
+    assert q["redirect_uri"] == REDIRECT
+    assert q["client_id"] == WEB_CLIENT
     assert "offline_access" in q["scope"].split()
     assert pending.verifier not in url  # the verifier stays in the session
     assert connect.calls == []  # building the URL talks to nobody
@@ -52,14 +54,17 @@ def test_it_swaps_the_code_for_tokens_and_names_the_signed_in_mailbox(auth, conn
     client = token_client(auth, connect)
     before = auth.stats()["code_grants"]
     tokens = sign_in(auth, client, login=BOB)
-    assert tokens.access_token.count(".") == 2 and len(tokens.access_token) > 2500  # Entra-long
-    assert tokens.refresh_token and tokens.expires_in == 3600
+    assert tokens.access_token.count(".") == 2
+    assert len(tokens.access_token) > 2500
+    assert tokens.refresh_token
+    assert tokens.expires_in == 3600
     assert signed_in_mailbox(tokens, client.provider) == BOB
     assert mailbox_matches(signed_in_mailbox(tokens, client.provider), "Bob@Contoso.TEST")
     assert not mailbox_matches(BOB, ALICE)
     assert auth.stats()["code_grants"] == before + 1
     assert set(connect.calls) == {("127.0.0.1", auth.port)}  # only through the injected connect
-    assert tokens.access_token not in repr(tokens) and tokens.refresh_token not in repr(tokens)
+    assert tokens.access_token not in repr(tokens)
+    assert tokens.refresh_token not in repr(tokens)
 
 
 def test_it_refuses_a_used_authorization_code(auth, connect):

@@ -59,9 +59,11 @@ def test_it_sends_the_browser_to_the_provider_with_pkce_state_and_the_registered
 ):
     url = start(admin_client, binding)
     query = parse_qs(urlsplit(url).query)
-    assert query["code_challenge_method"] == ["S256"] and len(query["code_challenge"][0]) == 43
+    assert query["code_challenge_method"] == ["S256"]
+    assert len(query["code_challenge"][0]) == 43
     assert query["redirect_uri"] == ["https://console.test/oauth/callback/microsoft/"]
-    assert query["login_hint"] == [ALICE] and "offline_access" in query["scope"][0]
+    assert query["login_hint"] == [ALICE]
+    assert "offline_access" in query["scope"][0]
     pending = admin_client.session[pkce.SESSION_KEY][query["state"][0]]
     assert pending["target"] == f"binding:{binding.pk}"
 
@@ -72,9 +74,11 @@ def test_it_keeps_the_sign_in_and_lets_the_binding_fetch(admin_client, auth, bin
     assert response.status_code == 302
     assert response["Location"] == reverse("binding-list", args=[binding.account_id])
     cred = OAuthCredential.objects.get(binding=binding)
-    assert cred.remote_login == ALICE and cred.signed_in_by.startswith("boss@")
+    assert cred.remote_login == ALICE
+    assert cred.signed_in_by.startswith("boss@")
     binding.refresh_from_db()
-    assert binding.state == BindingState.NEW and binding.next_fetch_at <= timezone.now()
+    assert binding.state == BindingState.NEW
+    assert binding.next_fetch_at <= timezone.now()
     page = admin_client.get(response["Location"]).content.decode()
     assert f"Signed in as {ALICE}" in page
     assert crypto.decrypt(cred.access_token_encrypted) not in page
@@ -96,7 +100,8 @@ def test_it_takes_each_callback_only_once(admin_client, auth, binding):
     callback = provider_answers(auth, start(admin_client, binding))
     assert admin_client.get(callback).status_code == 302
     replay = admin_client.get(callback)
-    assert replay.status_code == 400 and "already used" in replay.content.decode()
+    assert replay.status_code == 400
+    assert "already used" in replay.content.decode()
 
 
 def test_it_refuses_a_sign_in_started_by_another_administrator(admin_client, auth, binding, domain):
@@ -148,7 +153,8 @@ def test_it_gets_no_callback_for_an_unregistered_redirect_uri(
 ):
     oauth_settings.OAUTH_REDIRECT_BASE_URL = "https://unregistered.test"
     status, location, _body = auth.redirect_of(start(admin_client, binding))
-    assert status == 400 and location is None  # the provider never redirects there
+    assert status == 400
+    assert location is None
 
 
 def test_it_explains_a_refused_consent_and_saves_nothing(admin_client, auth, binding):
@@ -173,7 +179,8 @@ def test_it_expires_a_sign_in_left_open_too_long(admin_client, auth, binding, oa
     url = start(admin_client, binding)
     oauth_settings.OAUTH_SIGN_IN_SECONDS = 0
     response = admin_client.get(provider_answers(auth, url))
-    assert response.status_code == 400 and "expired" in response.content.decode()
+    assert response.status_code == 400
+    assert "expired" in response.content.decode()
 
 
 def test_it_signs_in_with_a_device_code(admin_client, auth, binding):
@@ -201,7 +208,8 @@ def test_it_saves_nothing_when_another_mailbox_approves_the_code(admin_client, a
     auth.approve_device(code, BOB)
     poll = reverse("binding-sign-in-device-poll", args=[binding.account_id, binding.pk])
     text = admin_client.post(poll, HTTP_HX_REQUEST="true").content.decode()
-    assert f"{BOB} approved the code" in text and "nothing was saved" in text
+    assert f"{BOB} approved the code" in text
+    assert "nothing was saved" in text
     assert not OAuthCredential.objects.exists()
 
 

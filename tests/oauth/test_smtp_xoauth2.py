@@ -47,7 +47,8 @@ def test_it_submits_with_xoauth2_in_the_two_step_form(isp, isp_tls, alice_token)
     before = len(isp.sink_files())
     with session(isp, isp_tls, isp.submission_port) as smtp:
         (code, _msg), challenges = auth(smtp, "XOAUTH2", sasl.xoauth2(ALICE, alice_token))
-        assert code == 235 and challenges == [b""]
+        assert code == 235
+        assert challenges == [b""]
         subject = "relayed with XOAUTH2"
         smtp.sendmail(
             ALICE,
@@ -69,7 +70,8 @@ def test_it_sees_a_long_auth_line_chopped_by_the_default_line_length_limit(
     response = sasl.xoauth2(ALICE, alice_token)
     with session(isp, isp_tls, isp.submission_2048_port) as smtp:
         (code, msg), _ = auth(smtp, "XOAUTH2", response, two_step=False)
-    assert code == 535 and b"Invalid base64 data in initial response" in msg
+    assert code == 535
+    assert b"Invalid base64 data in initial response" in msg
     with session(isp, isp_tls, isp.submission_2048_port) as smtp:
         (code, _msg), _ = auth(smtp, "XOAUTH2", response)
     assert code == 235
@@ -95,5 +97,6 @@ def test_it_is_refused_with_a_token_lacking_the_smtp_permission(auth_server, isp
 def test_it_is_refused_with_an_expired_token(isp, isp_tls, expired_alice_token):
     with session(isp, isp_tls, isp.submission_port) as smtp:
         (code, msg), challenges = auth(smtp, "XOAUTH2", sasl.xoauth2(ALICE, expired_alice_token))
-    assert code == 535 and b"authentication failed" in msg
+    assert code == 535
+    assert b"authentication failed" in msg
     assert sasl.decode_challenge(challenges[-1])["status"] == "401"

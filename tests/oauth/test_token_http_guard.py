@@ -71,12 +71,14 @@ def test_it_refuses_a_token_endpoint_whose_certificate_is_not_trusted(auth, conn
 def test_it_signs_a_console_without_public_url_in_with_the_device_code(auth, connect):
     client = token_client(auth, connect, provider=device_provider(auth), redirect_uri="")
     device = client.start_device_flow()
-    assert device.user_code and device.verification_uri.endswith("/device")
+    assert device.user_code
+    assert device.verification_uri.endswith("/device")
     assert device.device_code not in repr(device)
     assert client.poll_device(device) is None  # authorization_pending
     auth.approve_device(device.user_code, BOB)
     tokens = client.poll_device(device)
-    assert tokens.access_token and tokens.refresh_token
+    assert tokens.access_token
+    assert tokens.refresh_token
     with pytest.raises(SignInRefusedError):  # a device code is single use too
         client.poll_device(device)
 

@@ -65,12 +65,15 @@ def test_it_hands_the_submitter_a_fresh_token_or_says_why_not(sender):
     address, binding = sender
     reply = lookups.token_answer(Request("oauth_token", address))
     login, _, token = reply.data.partition(":")
-    assert reply.status == "OK" and login == ALICE and token.count(".") == 2  # a JWT here
+    assert reply.status == "OK"
+    assert login == ALICE
+    assert token.count(".") == 2
     OAuthCredential.objects.filter(binding=binding).update(
         state=OAuthState.NEEDS_SIGN_IN, last_error="Microsoft no longer accepts …"
     )
     held = lookups.token_answer(Request("oauth_token", address))
-    assert held.status == "TEMP" and "needs a new sign-in" in held.data
+    assert held.status == "TEMP"
+    assert "needs a new sign-in" in held.data
     password_sender = factories.BindingFactory(is_outgoing_relay=True).account.address
     assert lookups.token_answer(Request("oauth_token", password_sender)).status == "NOTFOUND"
     assert lookups.token_answer(Request("relay_credentials", address)).status == "PERM"

@@ -50,11 +50,14 @@ def test_it_stores_both_tokens_only_as_ciphertext(auth, binding):
     with connection.cursor() as cursor:
         cursor.execute("SELECT * FROM mapping_oauthcredential WHERE id = %s", [cred.pk])
         row = " ".join(str(value) for value in cursor.fetchone())
-    assert token.token not in row and refresh not in row
+    assert token.token not in row
+    assert refresh not in row
     assert crypto.decrypt(cred.access_token_encrypted) == token.token
     for shown in (repr(cred), str(cred), repr(token), repr(binding)):
-        assert token.token not in shown and refresh not in shown
-    assert cred.remote_login == ALICE and cred.state == OAuthState.OK
+        assert token.token not in shown
+        assert refresh not in shown
+    assert cred.remote_login == ALICE
+    assert cred.state == OAuthState.OK
 
 
 def test_it_hands_out_a_cached_token_without_asking_the_provider(auth, binding):
@@ -62,7 +65,9 @@ def test_it_hands_out_a_cached_token_without_asking_the_provider(auth, binding):
     before = auth.stats()
     first = grants.access_token(binding=binding)
     second = grants.access_token(binding=binding)
-    assert first.token == second.token and not first.fresh and first.login == ALICE
+    assert first.token == second.token
+    assert not first.fresh
+    assert first.login == ALICE
     assert auth.stats()["token_requests"] == before["token_requests"]
 
 
@@ -73,7 +78,8 @@ def test_it_refreshes_when_less_than_five_minutes_are_left(auth, binding):
     before = auth.stats()["refresh_grants"]
     token = grants.access_token(binding=binding)
     cred.refresh_from_db()
-    assert token.fresh and token.version == cred.version
+    assert token.fresh
+    assert token.version == cred.version
     assert auth.stats()["refresh_grants"] == before + 1
     # Strict rotation: the new refresh token is stored, the spent one is not kept.
     assert crypto.decrypt(cred.refresh_token_encrypted) != old_refresh
@@ -96,11 +102,14 @@ def test_it_forces_a_refresh_for_a_token_the_server_refused(auth, binding):
     sign_in_binding(auth, binding)
     refused = grants.access_token(binding=binding)
     again = grants.access_token(binding=binding, stale_version=refused.version)
-    assert again.fresh and again.token != refused.token and again.version == refused.version + 1
+    assert again.fresh
+    assert again.token != refused.token
+    assert again.version == refused.version + 1
     # A worker that saw the same refusal later gets the new token, no second refresh.
     before = auth.stats()["refresh_grants"]
     late = grants.access_token(binding=binding, stale_version=refused.version)
-    assert late.token == again.token and auth.stats()["refresh_grants"] == before
+    assert late.token == again.token
+    assert auth.stats()["refresh_grants"] == before
 
 
 def test_it_pauses_the_binding_naming_the_mailbox_when_the_grant_is_revoked(auth, binding):
@@ -109,11 +118,13 @@ def test_it_pauses_the_binding_naming_the_mailbox_when_the_grant_is_revoked(auth
     expire_soon(cred)
     with pytest.raises(grants.NeedsSignInError) as refused:
         grants.access_token(binding=binding)
-    assert ALICE in refused.value.message and "Sign in again" in refused.value.message
+    assert ALICE in refused.value.message
+    assert "Sign in again" in refused.value.message
     cred.refresh_from_db()
     binding.refresh_from_db()
     assert cred.state == OAuthState.NEEDS_SIGN_IN
-    assert binding.state == BindingState.NEEDS_SIGN_IN and binding.next_fetch_at is None
+    assert binding.state == BindingState.NEEDS_SIGN_IN
+    assert binding.next_fetch_at is None
     assert ALICE in binding.last_error
     # Paused means paused: the next caller is told at once, the provider is not asked again.
     before = auth.stats()["token_requests"]
@@ -128,10 +139,12 @@ def test_it_retries_later_without_pausing_when_the_token_endpoint_fails(auth, bi
     auth.config(token_status=503)
     with pytest.raises(TokenEndpointError) as failed:
         grants.access_token(binding=binding)
-    assert failed.value.transient and "try again" in failed.value.message
+    assert failed.value.transient
+    assert "try again" in failed.value.message
     cred.refresh_from_db()
     binding.refresh_from_db()
-    assert cred.state == OAuthState.OK and binding.state != BindingState.NEEDS_SIGN_IN
+    assert cred.state == OAuthState.OK
+    assert binding.state != BindingState.NEEDS_SIGN_IN
     auth.config(token_status=0)
     assert grants.access_token(binding=binding).fresh  # the grant survived
 
@@ -165,7 +178,8 @@ def test_it_reaches_the_token_endpoint_only_through_the_outbound_guard(auth, bin
     before = auth.stats()["token_requests"]
     with pytest.raises(OAuthConfigError) as refused:
         grants.access_token(binding=binding)
-    assert "127.0.0.1" in refused.value.message and not refused.value.transient
+    assert "127.0.0.1" in refused.value.message
+    assert not refused.value.transient
     assert auth.stats()["token_requests"] == before  # no connection was made
     cred.refresh_from_db()
     assert cred.state == OAuthState.OK  # a refused address is no reason to sign in again

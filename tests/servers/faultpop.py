@@ -297,7 +297,7 @@ class _Session:
         uidls = "".join(f"{n} {self.pop.uidls[self.view[n - 1] - 1]}\r\n" for n in self._listing())
         self.send(f"+OK\r\n{uidls}.\r\n")
 
-    def do_RETR(self, arg: str) -> bool | None:
+    def do_RETR(self, arg: str) -> bool | None:  # noqa: C901 - one branch per injected fault
         if "garbage_retr" in self.faults:
             return self.send("HTTP/1.1 400 Bad Request\r\n")
         if "long_reply" in self.faults:

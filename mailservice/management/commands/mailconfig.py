@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from django.core.management.base import BaseCommand, CommandError
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from mailservice import config as mailconfig
 from mailservice import layout
@@ -15,7 +17,7 @@ class Command(BaseCommand):
         "MAIL_CONFIG_DIR."
     )
 
-    def add_arguments(self, parser):
+    def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument(
             "--out", help="Directory to write the files into (default: MAIL_CONFIG_DIR)."
         )
@@ -24,7 +26,7 @@ class Command(BaseCommand):
             help="Where the files will live when used, if not --out (paths inside point there).",
         )
 
-    def handle(self, *args, **options):
+    def handle(self, *args: Any, **options: Any) -> None:
         out = options["out"] or str(layout.config_dir())
         try:
             config = mailconfig.MailConfig.from_settings(config_dir=options["config_dir"] or out)

@@ -7,8 +7,10 @@ import logging
 import signal
 import threading
 from pathlib import Path
+from types import FrameType
+from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from mailservice import lookups
 from mailservice.mapserver import LatencyStats, build_server, socket_path
@@ -23,7 +25,7 @@ class Command(BaseCommand):
         "per-sender ISP relay and credentials) on a unix socket (socketmap protocol)."
     )
 
-    def add_arguments(self, parser):
+    def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--socket", help="Socket path (default: setting MAILMAP_SOCKET).")
         parser.add_argument(
             "--query",
@@ -42,7 +44,7 @@ class Command(BaseCommand):
             help="With --query: answer from the database in this process, no server needed.",
         )
 
-    def handle(self, *args, **options):
+    def handle(self, *args: Any, **options: Any) -> None:
         path = options["socket"] or socket_path()
         if options["query"]:
             name, key = options["query"]
@@ -68,7 +70,7 @@ class Command(BaseCommand):
             raise CommandError(f"Cannot listen on {path}: {exc}") from exc
         stop = threading.Event()
 
-        def _stop(signum, frame):
+        def _stop(signum: int, frame: FrameType | None) -> None:
             stop.set()
             threading.Thread(target=server.shutdown, daemon=True).start()
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import environ
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
@@ -18,7 +20,7 @@ class Command(BaseCommand):
         "else. Run it after `migrate`, as a user that may create roles."
     )
 
-    def handle(self, *args, **options):
+    def handle(self, *args: Any, **options: Any) -> None:
         url = settings.MAIL_DOVECOT_DATABASE_URL
         if not url:
             raise CommandError(

@@ -13,9 +13,10 @@ import os
 import signal
 import threading
 from pathlib import Path
+from typing import Any
 
 from django.conf import settings
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from accounts.mailbox import MailOwnerError, check_mail_owner
 from mailservice.config import ConfigError, MailConfig
@@ -29,12 +30,12 @@ class Command(BaseCommand):
         "Debian packages (docs/mail-service.md). Ctrl-C stops everything."
     )
 
-    def add_arguments(self, parser):
+    def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument(
             "--base-dir", help="The daemons' queue, state and logs (default: var/mailserver)."
         )
 
-    def handle(self, *args, **options):
+    def handle(self, *args: Any, **options: Any) -> None:
         try:
             from devserver.certs import make_self_signed
             from devserver.processes import ProcessError

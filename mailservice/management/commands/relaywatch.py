@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import signal
 import threading
+from typing import Any
 
 from django.conf import settings
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import close_old_connections
 
 from mailservice import layout
@@ -20,13 +21,15 @@ class Command(BaseCommand):
         "tab, /me/, alerts). Runs where Postfix's queue is: as root or postfix."
     )
 
-    def add_arguments(self, parser):
+    def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--once", action="store_true", help="One pass, then exit.")
         parser.add_argument(
             "--postfix-dir", help="Postfix's configuration (default: MAIL_CONFIG_DIR/postfix)."
         )
 
-    def handle(self, *args, once: bool = False, postfix_dir: str | None = None, **options):
+    def handle(
+        self, *args: Any, once: bool = False, postfix_dir: str | None = None, **options: Any
+    ) -> None:
         postfix = postfix_dir or str(layout.postfix_config_dir())
         mail_root = settings.MAIL_ROOT
         if once:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import getpass
 import os
+from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
@@ -60,7 +61,7 @@ class Command(BaseCommand):
             help="test the SMTP relay of stored bindings that do not carry outgoing mail too",
         )
 
-    def handle(self, *args, **options) -> None:
+    def handle(self, *args: Any, **options: Any) -> None:
         if options["host"]:
             reports = [self._adhoc(options)]
         elif options["address"]:
@@ -73,7 +74,7 @@ class Command(BaseCommand):
         if failed:
             raise CommandError(f"Detect found a problem in {failed} of {len(reports)} run(s).")
 
-    def _bindings(self, options) -> list[Binding]:
+    def _bindings(self, options: dict[str, Any]) -> list[Binding]:
         localpart, _, domain = options["address"].strip().lower().rpartition("@")
         account = Account.objects.filter(localpart=localpart, domain__name=domain).first()
         if account is None:
@@ -83,14 +84,14 @@ class Command(BaseCommand):
             raise CommandError(f"{account.address} has no remote POP3 account.")
         return bindings
 
-    def _binding_report(self, binding: Binding, options) -> detect.Report:
+    def _binding_report(self, binding: Binding, options: dict[str, Any]) -> detect.Report:
         self.stdout.write(f"Remote POP3 account {binding.username} of {binding.account.address}:")
         pop3, smtp = credentials.detect_targets(
             binding, smtp=binding.is_outgoing_relay or options["smtp"]
         )
         return detect.detect(pop3=pop3, smtp=smtp, deadline=options["deadline"])
 
-    def _adhoc(self, options) -> detect.Report:
+    def _adhoc(self, options: dict[str, Any]) -> detect.Report:
         if not options["user"]:
             raise CommandError("--user is required with --host.")
         security = options["security"]

@@ -11,19 +11,20 @@ from __future__ import annotations
 
 import sys
 import time
+from typing import Any, TextIO
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.template.defaultfilters import filesizeformat
 
 from mapping import selectors
 from mapping.fetch import binding_fetch
-from mapping.models import Binding, FetchOutcome
+from mapping.models import Binding, FetchOutcome, FetchRun
 
 
 class ProgressBar:
     """One redrawn line on a terminal: [#####.....] done/total messages, size, label."""
 
-    def __init__(self, stream, label: str, width: int = 30) -> None:
+    def __init__(self, stream: TextIO, label: str, width: int = 30) -> None:
         self.stream, self.label, self.width = stream, label, width
         self.enabled = stream.isatty()
         self._last = 0.0
@@ -48,13 +49,13 @@ class ProgressBar:
 class Command(BaseCommand):
     help = "Fetch remote POP3 accounts now, in the foreground (all, or those of ADDRESSes)."
 
-    def add_arguments(self, parser) -> None:
+    def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("addresses", nargs="*", metavar="ADDRESS", help="local@domain")
         parser.add_argument(
             "--all", action="store_true", dest="fetch_all", help="every enabled binding"
         )
 
-    def handle(self, *args, addresses: list[str], fetch_all: bool, **options) -> None:
+    def handle(self, *args: Any, addresses: list[str], fetch_all: bool, **options: Any) -> None:
         if fetch_all == bool(addresses):
             raise CommandError("Give either --all or one or more account addresses.")
         if fetch_all:
@@ -86,7 +87,7 @@ class Command(BaseCommand):
             parts += [f"{len(skipped)} skipped (another fetch holds them)"] if skipped else []
             raise CommandError("; ".join(parts) + ".", returncode=1)
 
-    def _summary(self, rows) -> None:
+    def _summary(self, rows: list[tuple[Binding, FetchRun, float]]) -> None:
         header = ("Account", "ISP account", "Outcome", "Messages", "Size", "Deleted", "Time")
         table = [
             (

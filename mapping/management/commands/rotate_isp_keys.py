@@ -1,6 +1,8 @@
 """Re-encrypt every stored ISP secret (passwords, OAuth tokens) under the newest key."""
 
-from django.core.management.base import BaseCommand
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandParser
 from django.db import transaction
 
 from audit import services as audit
@@ -15,10 +17,10 @@ class Command(BaseCommand):
         "Put a new key first, run this, then remove the old key. --generate prints a new key."
     )
 
-    def add_arguments(self, parser):
+    def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--generate", action="store_true", help="print a new key and exit")
 
-    def handle(self, *args, generate: bool = False, **options):
+    def handle(self, *args: Any, generate: bool = False, **options: Any) -> None:
         if generate:
             self.stdout.write(crypto.generate_key())
             return
