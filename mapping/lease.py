@@ -134,6 +134,11 @@ class Lease:
         if time.monotonic() >= self.renew_at:
             self._extend()
 
+    def release(self, **fields: object) -> None:
+        """Give the binding back with its new status: one fenced UPDATE in autocommit (the
+        end of an empty poll, issue 13). Raises ``LeaseLostError`` like every fence."""
+        self._extend(lease_token=None, lease_expires_at=None, lease_holder="", **fields)
+
     @contextmanager
     def fenced(self, **fields: object) -> Iterator[None]:
         """A transaction that starts by proving we own the lease (and extending it).
