@@ -28,6 +28,7 @@ from __future__ import annotations
 import time
 import uuid
 from datetime import datetime, timedelta
+from functools import cache
 
 from django.db import connection
 
@@ -45,7 +46,7 @@ WHERE id IN (
     ORDER BY {due}
     LIMIT %s{lock}
 )
-RETURNING *
+RETURNING {columns}
 """
 _DUE = {
     "postgresql": "COALESCE(next_fetch_at, '-infinity'::timestamptz)",
@@ -53,11 +54,57 @@ _DUE = {
 }
 
 
+# What a fetch reads of its binding (everything else, the SMTP relay's settings, the status
+# texts and the counters, it only writes; reading one of them would cost one query).
+_SKIPPED = {
+    "smtp_host", "smtp_port", "smtp_security", "smtp_username", "smtp_password_encrypted",
+    "is_outgoing_relay", "last_error", "last_error_at", "failing_since", "messages_fetched",
+    "bytes_fetched", "created_at", "updated_at",
+}  # fmt: skip
+
+
+@cache
+def _returned() -> tuple:
+    """The fields a claim returns, in order."""
+    return tuple(f for f in Binding._meta.concrete_fields if f.name not in _SKIPPED)
+
+
 def claim_sql(vendor: str) -> str:
     """The claim's text on this database (``%s`` parameters, see ``bindings_claim``)."""
     due = _DUE.get(vendor, _DUE["sqlite"])
     lock = " FOR UPDATE SKIP LOCKED" if vendor == "postgresql" else ""
-    return _SQL.format(due=due, lock=lock)
+    return _SQL.format(due=due, lock=lock, columns=", ".join(f.column for f in _returned()))
+
+
+def _converters(vendor: str) -> list[tuple[int, list]]:
+    """Per returned column, the converters Django's compiler would apply (none on
+    PostgreSQL for these types; text to datetime, UUID and bool on SQLite)."""
+    found = []
+    for index, field in enumerate(_returned()):
+        col = field.get_col(Binding._meta.db_table)
+        functions = connection.ops.get_db_converters(col) + field.get_db_converters(connection)
+        if functions:
+            found.append((index, functions))
+    return found
+
+
+_CONVERTERS: dict[str, list[tuple[int, list]]] = {}
+
+
+def _bindings(rows: list[tuple]) -> list[Binding]:
+    """Model instances from returned rows, as a queryset would make them, minus its cost."""
+    vendor = connection.vendor
+    if vendor not in _CONVERTERS:
+        _CONVERTERS[vendor] = _converters(vendor)
+    names = [f.attname for f in _returned()]
+    made = []
+    for row in rows:
+        values = list(row)
+        for index, functions in _CONVERTERS[vendor]:
+            for convert in functions:
+                values[index] = convert(values[index], None, connection)
+        made.append(Binding.from_db(connection.alias, names, values))
+    return made
 
 
 def bindings_claim(now: datetime, limit: int) -> list[tuple[Binding, Lease]]:
@@ -78,6 +125,8 @@ def bindings_claim(now: datetime, limit: int) -> list[tuple[Binding, Lease]]:
     at, until = ops.adapt_datetimefield_value(now), ops.adapt_datetimefield_value(expires)
     tok = token if connection.vendor == "postgresql" else token.hex
     params = [tok, until, str(me), until, BindingState.NEW.value, at, at, limit]
-    rows = list(Binding.objects.raw(claim_sql(connection.vendor), params))
+    with connection.cursor() as cursor:
+        cursor.execute(claim_sql(connection.vendor), params)
+        rows = _bindings(cursor.fetchall())
     renew_at = time.monotonic() + ttl / 4
     return [(row, Lease(row.pk, token, renew_at=renew_at)) for row in rows]
