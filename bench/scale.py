@@ -309,6 +309,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--poll-timeout", type=float, default=600.0)
     parser.add_argument("--sim-bindings", type=int, default=1_000_000)
     parser.add_argument("--out", type=Path, default=OUT)
+    parser.add_argument(
+        "--bindings", type=int, help="bindings of the poll phase (default per size)"
+    )
+    parser.add_argument(
+        "--product", help="poll phase's worker runs, e.g. 2x16,4x16 (processes x sessions)"
+    )
     args = parser.parse_args(argv)
     # SIGTERM ends the run through the finally blocks: servers stopped, database dropped.
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(143))
@@ -317,6 +323,10 @@ def main(argv: list[str] | None = None) -> int:
         if reason and phases & {"poll", "claim"}:
             sys.exit(f"Cannot run: {reason}.")
     sizes = _sizes(args)
+    if args.bindings:
+        sizes["bindings"] = args.bindings
+    if args.product:
+        sizes["product"] = [tuple(map(int, p.split("x"))) for p in args.product.split(",")]
     started = time.perf_counter()
     results: dict = {
         "quick": args.quick,

@@ -373,8 +373,7 @@ def _drain(claimer: _Claimer, command: dict) -> tuple[list[list], bool]:
 
 
 def _tick(limit: int) -> dict:
-    """The stage-1 beat tick (bench/scale_before.py): claim, then publish one Celery task per binding."""
-
+    """The stage-1 beat tick (bench/scale_before.py): claim, publish a task per binding."""
     from bench import scale_before as scheduler
 
     claim = scheduler.bindings_claim_due

@@ -19,6 +19,7 @@ TARGET_FLOOR_SHARE = 0.25
 TARGET_POLLS = 300.0
 TARGET_CLAIM_RATIO = 1.5
 TARGET_STATEMENTS = 2
+DB_CORES = 8  # the dedicated database server of the sizing model (README "Sizing")
 # Stage 1's full run on this machine (bench/README-scale.md, "the before"): the product as it
 # was (beat tick + one task per binding, prefork worker, a session per child). Printed next
 # to this run's figures; the old worker path no longer exists to be run again. The claim
@@ -167,12 +168,24 @@ def sim_models(results: dict) -> list[scale_sim.Model]:
     if per_box:
         models.append(
             scale_sim.Model(
-                "stage 2 as built (claimers, one release per poll)",
+                "stage 2 as built, this box's PostgreSQL",
                 per_box,
                 product_cap,
                 f"per box {per_box_src}; {product_cap_src}",
             )
         )
+        pg_ms = 1000 * best["cpu_s"]["postgres"] / max(best["polls"], 1)
+        if pg_ms > 0:
+            models.append(
+                scale_sim.Model(
+                    f"stage 2 as built, {DB_CORES}-core PostgreSQL server",
+                    per_box,
+                    DB_CORES * 1000 / pg_ms,
+                    f"per box {per_box_src}; cap = {DB_CORES} cores / PostgreSQL CPU per poll "
+                    f"measured end to end ({pg_ms:.2f} ms: claim share, release, trigger), an "
+                    "estimate for a dedicated database server",
+                )
+            )
     return models
 
 

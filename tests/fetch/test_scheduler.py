@@ -70,6 +70,10 @@ def test_it_claims_exactly_the_due_bindings_and_takes_their_leases():
         assert row.next_fetch_at == until  # the claim marker: due again when the lease expires
         assert str(row.lease_holder).split("|")[1] == str(__import__("os").getpid())
         assert binding.account_id == row.account_id and binding.host == row.host
+        assert binding == row and binding.state == row.state
+        # Only what a fetch reads comes with the claim; the rest loads when asked for.
+        assert "smtp_host" in binding.get_deferred_fields()
+        assert binding.smtp_port == row.smtp_port
     assert claimed_ids(now) == []
 
 
