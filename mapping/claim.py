@@ -41,7 +41,7 @@ UPDATE mapping_binding
 SET lease_token = %s, lease_expires_at = %s, lease_holder = %s, next_fetch_at = %s
 WHERE id IN (
     SELECT id FROM mapping_binding
-    WHERE enabled AND (next_fetch_at IS NOT NULL OR state = %s)
+    WHERE enabled AND (next_fetch_at IS NOT NULL OR state = '{new}')
       AND {due} <= %s
       AND (lease_token IS NULL OR lease_expires_at < %s)
     ORDER BY {due}
@@ -75,7 +75,10 @@ def claim_sql(vendor: str) -> str:
     """The claim's text on this database (``%s`` parameters, see ``bindings_claim``)."""
     due = _DUE.get(vendor, _DUE["sqlite"])
     lock = " FOR UPDATE SKIP LOCKED" if vendor == "postgresql" else ""
-    return _SQL.format(due=due, lock=lock, columns=", ".join(f.column for f in _returned()))
+    # The state is written as a literal: the partial index's predicate must be provable
+    # from the query's text even when a driver binds parameters on the server.
+    columns = ", ".join(f.column for f in _returned())
+    return _SQL.format(due=due, lock=lock, columns=columns, new=BindingState.NEW.value)
 
 
 def _converters(vendor: str) -> list[tuple[int, list]]:
@@ -134,7 +137,7 @@ def bindings_claim(now: datetime, limit: int) -> list[tuple[Binding, Lease]]:
     # digits and a datetime naive UTC text, or no fence and no comparison would match.
     at, until = ops.adapt_datetimefield_value(now), ops.adapt_datetimefield_value(expires)
     tok = token if connection.vendor == "postgresql" else token.hex
-    params = [tok, until, str(me), until, BindingState.NEW.value, at, at, limit]
+    params = [tok, until, str(me), until, at, at, limit]
     with connection.cursor() as cursor:
         cursor.execute(claim_sql(connection.vendor), params)
         rows = _bindings(cursor.fetchall())

@@ -35,7 +35,7 @@ from django.conf import settings
 from django.db import connection
 from django.utils import timezone
 
-from . import claim, fetch
+from . import claim, fetch, metrics
 from .lease import Lease
 from .models import Binding
 
@@ -96,6 +96,7 @@ def claimer_run(*, sessions: int | None = None, seconds: float | None = None) ->
     # Claim when a quarter of the sessions are free (or all are): one claim serves a batch,
     # so an empty poll's share of a claim stays a fraction of a statement.
     batch = max(1, sessions // 4)
+    metrics.metrics_prepare()
     report, pool, busy = ClaimerReport(), _Sessions(sessions), 0
     started = time.monotonic()
     deadline, last_claim = started + budget, 0.0

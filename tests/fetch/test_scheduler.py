@@ -159,7 +159,7 @@ def test_a_claim_reads_its_partial_index_not_every_binding():
         cursor.execute("ANALYZE")
         now = timezone.now()
         sql = claim.claim_sql("postgresql").replace("UPDATE", "EXPLAIN UPDATE", 1)
-        cursor.execute(sql, [claim.uuid.uuid4(), now, "x", now, "new", now, now, 500])
+        cursor.execute(sql, [claim.uuid.uuid4(), now, "x", now, now, now, 500])
         plan = "\n".join(row[0] for row in cursor.fetchall())
     assert "binding_claim_idx" in plan, plan
     assert "accounts_account" not in plan  # no join, nothing but binding rows locked
