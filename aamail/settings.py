@@ -103,10 +103,8 @@ DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("CONN_MAX_AGE", default=
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # Workers and the web process share the file: wait for a lock instead of failing.
     DATABASES["default"].setdefault("OPTIONS", {})["timeout"] = 20
-    # Issue 13: WAL, so the console's reads never wait for a claimer's writes (writers still
-    # take turns). synchronous stays FULL: a commit is on disk before the fetch goes on, as
-    # the fetch contract needs. The -wal and -shm files take the database file's 0600 mode.
-    DATABASES["default"]["OPTIONS"].setdefault("init_command", "PRAGMA journal_mode=WAL")
+    # Not WAL (issue 13 asked for it): Dovecot's auth worker reads this file as another
+    # user, and a WAL reader needs write access to the -shm file (docs/mail-service.md).
     _sqlite = sqlite_file(DATABASES["default"]["NAME"])
     if _sqlite is not None:
         # SQLite would create the file with the umask's 0644 (sessions, hashes, ISP
