@@ -39,9 +39,23 @@ def check_limits(app_configs, **kwargs) -> list[checks.CheckMessage]:
         ("DETECT_CONCURRENCY", 1),
         ("WEB_CONCURRENCY", 1),
         ("WEB_THREADS", 1),
+        # Issue 13: a claimer needs a session; an acceptable lag of 0 would cry wolf at
+        # every tick, and a tick (SCHEDULER_TICK_SECONDS) is the least any binding waits.
+        ("FETCH_SESSIONS_PER_PROCESS", 1),
+        ("FETCH_CLAIMER_SECONDS", 1),
+        ("SCHEDULER_TICK_SECONDS", 1),
+        ("FETCH_LAG_ACCEPTABLE_SECONDS", 1),
     ):
         if getattr(settings, name) < least:
             errors.append(checks.Error(f"{name} must be at least {least}.", id="aamail.E002"))
+    if settings.FETCH_LAG_ACCEPTABLE_SECONDS < settings.SCHEDULER_TICK_SECONDS:
+        errors.append(
+            checks.Error(
+                "FETCH_LAG_ACCEPTABLE_SECONDS must be at least SCHEDULER_TICK_SECONDS: a binding "
+                "can wait one tick before a claimer looks for it.",
+                id="aamail.E003",
+            )
+        )
     return errors
 
 

@@ -6,12 +6,14 @@
 As root, with the machine's PostgreSQL 15 (databases named wt_scale_*), redis-server and
 the postgresql-15 binaries (a private cluster for the poll measurement). In one run:
 
-1. claims (``scale_claim``): the single-statement floor vs the product's
-   ``bindings_claim_due`` on the product's tables, one claimer and 1/2/4 concurrent ones
-   (duplicates and short claims counted), and today's dispatcher (one beat tick);
+1. claims (``scale_claim``): the single-statement floor vs the product's claim
+   (``mapping.claim``) and the stage-1 one (``bench/scale_before.py``) on the product's
+   tables, one claimer and 1/2/4 concurrent ones (duplicates and short claims counted),
+   and the stage-1 dispatcher (one beat tick publishing a task per binding);
 2. polls (``scale_poll``): the raw POP3 client floor against the empty-mailbox server, and
-   the product end to end (beat + prefork worker on Redis and PostgreSQL): polls/s, CPU,
-   statements, connections and memory per poll;
+   the product end to end (beat + prefork worker whose processes are claimers with many
+   sessions each, on Redis and PostgreSQL): polls/s, CPU, statements, connections and
+   memory per poll, RSS per 100 concurrent sessions;
 3. the schedule (``scale_sim``): lag of the oldest due binding over time for 1,000,000
    bindings on 5-minute intervals, with the measured rates and N boxes.
 
@@ -67,13 +69,12 @@ def _sizes(args) -> dict:
             "drain_repeat": 1,
             "drain_s": 2.0,
             "bindings": 150,
-            "concurrency": [4],
+            "product": [(2, 8)],  # (worker processes, sessions per process)
+            "sessions_memory": 50,
             "grid": [("asyncio", 32, 1), ("threads", 16, 1)],
             "tls": [],
             "hold": [("asyncio", 200), ("threads", 100)],
             "floor_seconds": 1.0,
-            "default_tick": (3, 50, 2),  # the default 500 per 30 s, scaled down 10x
-            "persistent": [],
             "sqlite": (10_000, 500, 100),
             "sqlite_repeat": 1,
             "sim_seconds": 2 * 3600,
@@ -84,8 +85,9 @@ def _sizes(args) -> dict:
         "drain_batch": 100,
         "drain_repeat": 2,
         "drain_s": 6.0,
-        "bindings": 2000,
-        "concurrency": [4, 8, 16],
+        "bindings": 4000,
+        "product": [(1, 16), (2, 16), (2, 32), (4, 16)],
+        "sessions_memory": 100,
         "grid": [
             ("asyncio", 1, 1),
             ("asyncio", 8, 1),
@@ -99,8 +101,6 @@ def _sizes(args) -> dict:
         "tls": [("asyncio", 32, 1), ("threads", 16, 1)],
         "hold": [("asyncio", 1000), ("threads", 300)],
         "floor_seconds": 3.0,
-        "default_tick": (30, 500, 2),  # the shipped SCHEDULER_TICK_SECONDS, FETCH_TICK_LIMIT
-        "persistent": ["CONN_MAX_AGE", "CELERY_DB_REUSE_MAX"],
         "sqlite": (100_000, 1_000, 500),
         "sqlite_repeat": 3,
         "sim_seconds": 24 * 3600,
@@ -232,33 +232,18 @@ def run_polls(args, sizes: dict, redis: PrivateRedis, work: Path) -> dict:
         log(f"  raw POP3 client floor: {floor['polls_per_s']:,.0f} polls/s")
         hold = [scale_poll.raw_hold(env, mode, sessions) for mode, sessions in sizes["hold"]]
         product = []
-        for concurrency in sizes["concurrency"]:
+        for processes, sessions in sizes["product"]:
             run = scale_poll.product_run(
                 env,
-                concurrency,
+                processes,
                 tick_seconds=1,
-                tick_limit=1000,
+                sessions=sessions,
                 timeout=args.poll_timeout,
                 log=log,
             )
             product.append(asdict(run))
-        for persistent in sizes["persistent"]:
-            # Today's code with persistent connections: configuration only.
-            run = scale_poll.product_run(
-                env,
-                4,
-                tick_seconds=1,
-                tick_limit=1000,
-                timeout=args.poll_timeout,
-                log=log,
-                persistent=persistent,
-            )
-            product.append(asdict(run))
+        memory = scale_poll.sessions_memory(env, sizes["sessions_memory"], log)
         connection = scale_poll.connection_cost(env, 200)
-        tick_seconds, tick_limit, periods = sizes["default_tick"]
-        default_tick = scale_poll.default_tick_run(
-            env, tick_seconds=tick_seconds, tick_limit=tick_limit, periods=periods, log=log
-        )
         pg_version = _pg_version(url)
     return {
         "bindings": sizes["bindings"],
@@ -266,7 +251,7 @@ def run_polls(args, sizes: dict, redis: PrivateRedis, work: Path) -> dict:
         "floor": floor,
         "hold": hold,
         "product": product,
-        "default_tick": default_tick,
+        "sessions_memory": memory,
         "connection_cost": connection,
         "postgres_settings": pg.settings,
         "postgres_version": pg_version,
@@ -324,6 +309,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--poll-timeout", type=float, default=600.0)
     parser.add_argument("--sim-bindings", type=int, default=1_000_000)
     parser.add_argument("--out", type=Path, default=OUT)
+    parser.add_argument(
+        "--bindings", type=int, help="bindings of the poll phase (default per size)"
+    )
+    parser.add_argument(
+        "--product", help="poll phase's worker runs, e.g. 2x16,4x16 (processes x sessions)"
+    )
     args = parser.parse_args(argv)
     # SIGTERM ends the run through the finally blocks: servers stopped, database dropped.
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(143))
@@ -332,6 +323,10 @@ def main(argv: list[str] | None = None) -> int:
         if reason and phases & {"poll", "claim"}:
             sys.exit(f"Cannot run: {reason}.")
     sizes = _sizes(args)
+    if args.bindings:
+        sizes["bindings"] = args.bindings
+    if args.product:
+        sizes["product"] = [tuple(map(int, p.split("x"))) for p in args.product.split(",")]
     started = time.perf_counter()
     results: dict = {
         "quick": args.quick,

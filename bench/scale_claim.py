@@ -20,7 +20,10 @@ Claim variants (``VARIANTS``):
 - ``floor-sql-binding-notrigger``: the same with the mailmap UPDATE trigger disabled;
 - ``stage2-shape``: the statement stage 2 needs on ``mapping_binding``: ``UPDATE … FROM``
   account and domain (not locked), ``RETURNING`` every column a fetch reads;
-- ``product``: ``mapping.scheduler.bindings_claim_due`` as the beat tick calls it.
+- ``product``: ``mapping.claim.bindings_claim`` as a claimer calls it (issue 13: one
+  statement, every claimed row with its lease, the binding rows returned as models);
+- ``before``: the stage-1 tick's ``bindings_claim_due`` (``bench/scale_before.py``: three
+  statements, ``Meta.ordering`` no longer joins), for the "before" rows.
 
 Two more, for the concurrent drains only, measure what the database carries per empty poll
 in stage 2: ``stage2-cycle`` claims with ``stage2-shape`` and then releases every row with
@@ -28,7 +31,9 @@ its own status UPDATE (``RELEASE_SQL``, fenced by the lease token), as each fini
 would; ``stage2-cycle-async`` does the same with ``synchronous_commit = off`` for the
 releases (a crash of PostgreSQL may lose the last few hundred milliseconds of them: those
 bindings are polled again once their lease expires); ``stage2-cycle-batched`` releases a
-whole batch with one statement (``RELEASE_BATCH_SQL``).
+whole batch with one statement (``RELEASE_BATCH_SQL``). ``product-cycle`` is the product's
+own: ``mapping.claim.bindings_claim``, then for every claimed binding the release an empty
+poll ends with (``Lease.release`` with the status fields, one fenced UPDATE in autocommit).
 
 Each claimer is its own process (``python -m bench.scale_claim serve``, Django set up on
 the claim database), driven by JSON lines on stdin/stdout, so concurrent claimers are
@@ -68,8 +73,12 @@ CYCLE_ASYNC = "stage2-cycle-async"
 CYCLE_BATCHED = "stage2-cycle-batched"
 CYCLES = (CYCLE, CYCLE_ASYNC, CYCLE_BATCHED)
 PRODUCT = "product"
-VARIANTS = [FLOOR, FLOOR_BINDING, FLOOR_BINDING_NOTRIGGER, STAGE2, PRODUCT]
-DRAIN_VARIANTS = [FLOOR, FLOOR_BINDING, STAGE2, CYCLE, CYCLE_ASYNC, CYCLE_BATCHED, PRODUCT]
+BEFORE = "before"
+PRODUCT_CYCLE = "product-cycle"
+VARIANTS = [FLOOR, FLOOR_BINDING, FLOOR_BINDING_NOTRIGGER, STAGE2, PRODUCT, BEFORE]
+DRAIN_VARIANTS = [
+    FLOOR, FLOOR_BINDING, STAGE2, CYCLE, CYCLE_BATCHED, PRODUCT, PRODUCT_CYCLE, BEFORE,
+]  # fmt: skip
 TABLE = {
     FLOOR: "scale_floor",
     FLOOR_BINDING: "mapping_binding",
@@ -79,6 +88,8 @@ TABLE = {
     CYCLE_ASYNC: "mapping_binding",
     CYCLE_BATCHED: "mapping_binding",
     PRODUCT: "mapping_binding",
+    BEFORE: "mapping_binding",
+    PRODUCT_CYCLE: "mapping_binding",
 }
 
 FLOOR_SQL = """
@@ -250,13 +261,28 @@ class _Claimer:
         """One claim; returns (ids, seconds, statements sent by the client)."""
         from django.utils import timezone
 
-        if variant == PRODUCT:
-            from mapping import scheduler
+        if variant == BEFORE:
+            from bench import scale_before
 
             self.statements, self.sql = 0, []
             start = time.perf_counter()
-            ids = scheduler.bindings_claim_due(timezone.now(), limit)
+            ids = scale_before.bindings_claim_due(timezone.now(), limit)
             return list(ids), time.perf_counter() - start, self.statements
+        if variant in (PRODUCT, PRODUCT_CYCLE):
+            from mapping import claim, status
+
+            self.statements, self.sql = 0, []
+            start = time.perf_counter()
+            claimed = claim.bindings_claim(timezone.now(), limit)
+            if variant == PRODUCT_CYCLE:
+                for binding, lease in claimed:
+                    run = status.run_new(binding, "schedule")
+                    status.record_success(
+                        lease, run, next_in=timedelta(minutes=5), one_at_a_time=False,
+                        rows_left=False, quiet=True,
+                    )  # fmt: skip
+            ids = [binding.pk for binding, _ in claimed]
+            return ids, time.perf_counter() - start, self.statements
         now = timezone.now()
         params = {
             "now": now,
@@ -318,7 +344,7 @@ def serve(url: str) -> None:
         if command["op"] == "latency":
             ids, seconds, statements = claimer.claim(command["variant"], command["limit"])
             result = {"ids": ids, "seconds": seconds, "statements": statements}
-            result["sql"] = claimer.sql if command["variant"] == PRODUCT else []
+            result["sql"] = claimer.sql if command["variant"] in (PRODUCT, BEFORE) else []
         elif command["op"] == "drain":
             claims, timed_out = _drain(claimer, command)
             result = {"claims": claims, "timed_out": timed_out}
@@ -347,12 +373,9 @@ def _drain(claimer: _Claimer, command: dict) -> tuple[list[list], bool]:
 
 
 def _tick(limit: int) -> dict:
-    """The beat tick as it runs today: claim, then publish one Celery task per binding."""
-    from django.conf import settings
+    """The stage-1 beat tick (bench/scale_before.py): claim, publish a task per binding."""
+    from bench import scale_before as scheduler
 
-    from mapping import scheduler, tasks
-
-    settings.FETCH_TICK_LIMIT = limit
     claim = scheduler.bindings_claim_due
     spent = {"claim": 0.0}
 
@@ -366,7 +389,7 @@ def _tick(limit: int) -> dict:
     scheduler.bindings_claim_due = timed
     try:
         start = time.perf_counter()
-        count = tasks.fetch_tick()
+        count = scheduler.fetch_tick(limit)
         seconds = time.perf_counter() - start
     finally:
         scheduler.bindings_claim_due = claim

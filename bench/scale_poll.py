@@ -8,8 +8,11 @@ The product (``product_run``): a real ``celery worker`` (prefork, the deployed c
 ``-Q celery,fetch --concurrency C --loglevel INFO``) and a real ``celery beat`` on a
 private Redis, a private PostgreSQL (``scale_servers``), N bindings of N accounts all due,
 each bound to the empty-mailbox server (security "none", its Maildir already made, as in
-a steady state). Beat sends ``mapping.tasks.fetch_tick``; the worker claims, publishes one
-``binding_fetch`` per binding and runs them. Measured from the first tick to the last fetch:
+a steady state: the Maildir made, nothing recorded). Beat sends ``mapping.tasks.fetch_claim``
+every second; a worker process running it is a claimer with ``FETCH_SESSIONS_PER_PROCESS``
+session threads (issue 13). An empty poll writes no history row, so a poll is counted by the
+binding's ``last_check_at`` (set by its release) and a binding polled twice by the release
+statements PostgreSQL counted. Measured from the first tick to the last fetch:
 
 - polls per second in the steady part (from 10 % to 90 % of the fetches done);
 - CPU of the worker tree, beat, PostgreSQL (whole private cluster), Redis and the POP3
@@ -119,9 +122,10 @@ def prepare(env: PollEnv, bindings: int) -> None:
                 leave_policy, delete_after_days, fetch_interval_minutes, enabled, smtp_host,
                 smtp_port, smtp_security, smtp_username, smtp_password_encrypted,
                 is_outgoing_relay, state, last_error, consecutive_failures, next_fetch_at,
-                messages_fetched, bytes_fetched, created_at, updated_at, account_id)
+                messages_fetched, bytes_fetched, created_at, updated_at, account_id, fetch_rows)
             SELECT '127.0.0.1', %s, 'none', 'user' || a.id, %s, 'keep', NULL, 5, true, '',
-                587, 'starttls', '', '', false, 'ok', '', 0, now(), 0, 0, now(), now(), a.id
+                587, 'starttls', '', '', false, 'ok', '', 0, now(), 0, 0, now(), now(), a.id,
+                false
             FROM accounts_account a
             """,
             [env.pop_port, token],
@@ -146,7 +150,8 @@ def reset(env: PollEnv) -> None:
         conn.execute(
             f"""{TAG} UPDATE mapping_binding SET state = 'ok', next_fetch_at = now()
                 - interval '1 millisecond' * id, lease_token = NULL, lease_expires_at = NULL,
-                last_error = '', consecutive_failures = 0"""
+                last_error = '', consecutive_failures = 0, last_check_at = NULL,
+                fetch_rows = false"""
         )
         conn.execute(f"{TAG} DELETE FROM mapping_fetchrun")
         conn.execute("VACUUM ANALYZE")
@@ -183,11 +188,21 @@ def _statements(conn: psycopg.Connection) -> list[tuple[str, int, bool]]:
 
 
 def _done(conn: psycopg.Connection) -> tuple[int, int]:
+    """(bindings polled, of which not OK): a poll's release sets last_check_at (reset: NULL)."""
     row = conn.execute(
-        f"{TAG} SELECT count(*), count(*) FILTER (WHERE outcome <> 'ok') FROM mapping_fetchrun"
-        " WHERE outcome <> 'running'"
+        f"{TAG} SELECT count(*), count(*) FILTER (WHERE state <> 'ok') FROM mapping_binding"
+        " WHERE last_check_at IS NOT NULL AND lease_token IS NULL"
     ).fetchone()
     return row[0], row[1]
+
+
+def _releases(top: list[tuple[str, int, bool]]) -> int:
+    """Status writes that ended a poll (the fenced release UPDATE), from pg_stat_statements."""
+    return sum(
+        calls
+        for query, calls, is_top in top
+        if is_top and query.startswith('UPDATE "mapping_binding"') and "last_check_at" in query
+    )
 
 
 # --- processes --------------------------------------------------------------------------
@@ -231,9 +246,13 @@ class _Celery:
                 self.process.wait()
 
 
-def _tick_env(tick_seconds: int, tick_limit: int) -> dict[str, str]:
-    # Beat reads the period, the worker running fetch_tick reads the limit: both get both.
-    return {"SCHEDULER_TICK_SECONDS": str(tick_seconds), "FETCH_TICK_LIMIT": str(tick_limit)}
+def _tick_env(tick_seconds: int, sessions: int) -> dict[str, str]:
+    # Beat reads the period, the claimers the sessions: both get both.
+    return {
+        "SCHEDULER_TICK_SECONDS": str(tick_seconds),
+        "FETCH_SESSIONS_PER_PROCESS": str(sessions),
+        "FETCH_LAG_ACCEPTABLE_SECONDS": str(max(120, tick_seconds)),
+    }
 
 
 def start_worker(
@@ -276,10 +295,10 @@ PERSISTENT = {
 
 @dataclass
 class ProductRun:
-    concurrency: int
+    concurrency: int  # worker processes (prefork children), each a claimer when busy
     bindings: int
     tick_seconds: int
-    tick_limit: int
+    sessions: int  # FETCH_SESSIONS_PER_PROCESS
     persistent: str = ""  # "": shipped (a new connection per task); else a PERSISTENT key
     polls: int = 0
     failed: int = 0
@@ -293,6 +312,7 @@ class ProductRun:
     tasks: dict[str, dict] = field(default_factory=dict)
     memory: list[dict] = field(default_factory=list)
     twice: int = 0  # bindings fetched more than once
+    history_rows: int = 0  # FetchRun rows written (an empty poll writes none)
     note: str = ""
 
     def per_poll(self, value: float) -> float:
@@ -314,19 +334,19 @@ def product_run(
     concurrency: int,
     *,
     tick_seconds: int,
-    tick_limit: int,
+    sessions: int,
     timeout: float,
     log,
     persistent: str = "",
 ) -> ProductRun:
     """All bindings due; beat + worker until every one was polled once (see module doc)."""
-    name = f"c{concurrency}" + (f"-{persistent.replace('_', '-').lower()}" if persistent else "")
+    name = f"c{concurrency}x{sessions}"
     stats = env.work / f"{name}-stats"
     shutil.rmtree(stats, ignore_errors=True)
     stats.mkdir()
     reset(env)
-    run = ProductRun(concurrency, env.bindings, tick_seconds, tick_limit, persistent)
-    tick = _tick_env(tick_seconds, tick_limit)
+    run = ProductRun(concurrency, env.bindings, tick_seconds, sessions, persistent)
+    tick = _tick_env(tick_seconds, sessions)
     worker = start_worker(env, concurrency, stats, name, tick, persistent)
     beat = None
     try:
@@ -357,9 +377,9 @@ def product_run(
             run.statements = sum(calls for _, calls, top in run.top_statements if top)
             run.nested_statements = sum(c for _, c, top in run.top_statements if not top)
             run.polls, run.failed = _done(conn)
-            run.twice = conn.execute(
-                f"{TAG} SELECT count(*) FROM (SELECT binding_id FROM mapping_fetchrun"
-                " GROUP BY binding_id HAVING count(*) > 1) t"
+            run.twice = max(0, _releases(run.top_statements) - run.polls)
+            run.history_rows = conn.execute(
+                f"{TAG} SELECT count(*) FROM mapping_fetchrun"
             ).fetchone()[0]
         run.steady_polls_per_s = steady_rate(series, env.bindings)
         if run.polls < env.bindings:
@@ -507,4 +527,21 @@ def raw_hold(env: PollEnv, mode: str, sessions: int, port: int | None = None) ->
     result = json.loads(subprocess.run(argv, cwd=REPO, capture_output=True, text=True).stdout)
     grown = result["rss_held_mb"] - result["rss_before_mb"]
     result["mb_per_100_sessions"] = 100 * grown / sessions
+    return result
+
+
+def sessions_memory(env: PollEnv, sessions: int, log) -> dict:
+    """RSS of one claimer process with `sessions` session threads (bench/scale_sessions.py)."""
+    reset(env)
+    full = {**env.django_env(), **_tick_env(1, sessions)}
+    argv = [sys.executable, "-m", "bench.scale_sessions", "--sessions", str(sessions)]
+    done = subprocess.run(
+        argv, cwd=REPO, env=full, capture_output=True, text=True, check=True, timeout=300
+    )
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    log(
+        f"  sessions memory: {result['threads_most']} session threads, "
+        f"{result['mb_per_100_sessions']:.1f} MB per 100 sessions above a "
+        f"{result['baseline_mb']:.0f} MB process"
+    )
     return result

@@ -19,6 +19,21 @@ TARGET_FLOOR_SHARE = 0.25
 TARGET_POLLS = 300.0
 TARGET_CLAIM_RATIO = 1.5
 TARGET_STATEMENTS = 2
+DB_CORES = 8  # the dedicated database server of the sizing model (README "Sizing")
+# Stage 1's full run on this machine (bench/README-scale.md, "the before"): the product as it
+# was (beat tick + one task per binding, prefork worker, a session per child). Printed next
+# to this run's figures; the old worker path no longer exists to be run again. The claim
+# and the dispatcher before are measured again in this run (bench/scale_before.py).
+BEFORE = {
+    "polls_per_s": 70.8,
+    "polls_label": "70.8/s (beat tick + a task per binding, prefork concurrency 4)",
+    "cpu_ms": 26.4,
+    "statements": 13.1,
+    "commits": 10.1,
+    "connections": 1.01,
+    "rss_per_100": 8332.0,
+    "tick_per_s": 500 / 30,
+}
 
 
 def _table(rows: list[list[str]], left: int = 1) -> str:
@@ -48,17 +63,13 @@ def _verdict(ok: bool | None) -> str:
 
 
 def _best_product(results: dict) -> dict | None:
-    """The fastest run with the shipped configuration (a new connection per task)."""
-    runs = [r for r in results.get("poll", {}).get("product", []) if not r.get("persistent")]
+    """The fastest product run (shipped settings; processes x sessions vary)."""
+    runs = results.get("poll", {}).get("product", [])
     return max(runs, key=lambda r: r["steady_polls_per_s"], default=None)
 
 
 def _label(run: dict) -> str:
-    persistent = {
-        "CONN_MAX_AGE": ", CONN_MAX_AGE=600",
-        "CELERY_DB_REUSE_MAX": ", CONN_MAX_AGE=600 + CELERY_DB_REUSE_MAX=1000",
-    }
-    return f"{run['concurrency']}" + persistent.get(run.get("persistent", ""), "")
+    return f"{run['concurrency']} x {run['sessions']}"
 
 
 def _drains(results: dict) -> list[dict]:
@@ -96,20 +107,16 @@ def _tick(results: dict) -> dict | None:
 
 
 def sim_models(results: dict) -> list[scale_sim.Model]:
-    """Today's design and stage 2's targets, with this run's rates where it measured them."""
+    """Before (stage 1), stage 2's targets and stage 2 as built, with this run's rates."""
     best = _best_product(results)
     per_box, per_box_src = (
-        (best["steady_polls_per_s"], f"measured, concurrency {best['concurrency']}")
+        (best["steady_polls_per_s"], f"measured, {_label(best)} (processes x sessions)")
         if best
-        else (ISSUE["per_box"], "issue 13")
-    )
-    default = results.get("poll", {}).get("default_tick")
-    tick_cap, tick_src = (
-        (default["bindings_per_s"], "measured") if default else (ISSUE["tick"], "issue 13")
+        else (None, "")
     )
     tick = _tick(results)
     dispatcher, dispatcher_src = (
-        (tick["bindings_per_s"], "measured: one fetch_tick")
+        (tick["bindings_per_s"], "measured: one stage-1 fetch_tick")
         if tick
         else (ISSUE["dispatcher"], "issue 13")
     )
@@ -129,19 +136,21 @@ def sim_models(results: dict) -> list[scale_sim.Model]:
 
     per_row, per_row_src = cap(scale_claim.CYCLE)
     batched, batched_src = cap(scale_claim.CYCLE_BATCHED)
+    product_cap, product_cap_src = cap(scale_claim.PRODUCT_CYCLE)
     target = max(TARGET_POLLS, TARGET_FLOOR_SHARE * floor_rate)
-    return [
+    before_box = BEFORE["polls_per_s"]
+    models = [
         scale_sim.Model(
-            "today: shipped tick (500 per 30 s)",
-            per_box,
-            tick_cap,
-            f"per box {per_box_src}; cap {tick_src}",
+            "before: shipped tick (500 per 30 s)",
+            before_box,
+            BEFORE["tick_per_s"],
+            "per box and cap: stage 1's measurements (bench/README-scale.md)",
         ),
         scale_sim.Model(
-            "today: tick limit raised, ticks back to back",
-            per_box,
+            "before: tick limit raised, ticks back to back",
+            before_box,
             dispatcher,
-            f"per box {per_box_src}; cap = one dispatcher ({dispatcher_src})",
+            f"per box: stage 1's measurement; cap = one dispatcher ({dispatcher_src})",
         ),
         scale_sim.Model(
             "stage 2 at the targets, one release per poll",
@@ -155,13 +164,29 @@ def sim_models(results: dict) -> list[scale_sim.Model]:
             batched,
             f"per box max(300, 0.25 x raw floor {floor_src}); {batched_src}",
         ),
-        scale_sim.Model(
-            "stage 2 at the raw POP3 floor, batched releases",
-            floor_rate,
-            batched,
-            f"per box = raw floor ({floor_src}); {batched_src}",
-        ),
     ]
+    if per_box:
+        models.append(
+            scale_sim.Model(
+                "stage 2 as built, this box's PostgreSQL",
+                per_box,
+                product_cap,
+                f"per box {per_box_src}; {product_cap_src}",
+            )
+        )
+        pg_ms = 1000 * best["cpu_s"]["postgres"] / max(best["polls"], 1)
+        if pg_ms > 0:
+            models.append(
+                scale_sim.Model(
+                    f"stage 2 as built, {DB_CORES}-core PostgreSQL server",
+                    per_box,
+                    DB_CORES * 1000 / pg_ms,
+                    f"per box {per_box_src}; cap = {DB_CORES} cores / PostgreSQL CPU per poll "
+                    f"measured end to end ({pg_ms:.2f} ms: claim share, release, trigger), an "
+                    "estimate for a dedicated database server",
+                )
+            )
+    return models
 
 
 # --- the report --------------------------------------------------------------------------
@@ -191,56 +216,73 @@ def build(results: dict) -> tuple[str, list[dict], list[dict]]:
 
 
 def _headline(results: dict) -> list[str]:
-    """Today's figures next to the ones issue 13 quotes (the "before" of the issue)."""
-    rows = [["figure", "this run", "issue 13 quotes"]]
-    tick = results.get("poll", {}).get("default_tick")
-    if tick:
-        rows.append(
-            [
-                f"bindings/s with the shipped tick ({tick['tick_limit']} per "
-                f"{tick['tick_seconds']} s)",
-                f"{tick['bindings_per_s']:.1f}",
-                "16.7",
-            ]
-        )
+    """Before (stage 1, same machine) next to this run, the issue's figures beside them."""
+    rows = [["figure", "before (stage 1)", "this run", "issue 13 quotes"]]
     dispatch = _tick(results)
     if dispatch:
         rows.append(
             [
-                f"one dispatcher, limit raised ({dispatch['bindings']:,} per tick): bindings/s",
+                "bindings/s one dispatcher can hand out (stage-1 fetch_tick, measured now)",
                 f"{dispatch['bindings_per_s']:,.0f} ({dispatch['publish_ms_each']:.2f} ms per "
                 "publish)",
+                "no dispatcher: claimers claim for themselves",
                 "~1,300 (0.74 ms per publish)",
             ]
         )
     for tier in results.get("claim", {}).get("tiers", []):
         by = {(i["variant"], i["limit"]): i["median_ms"] for i in tier["latency"]}
-        values = [by[scale_claim.PRODUCT, n] / by[scale_claim.FLOOR, n] for n in tier["limits"]]
+        ratio = {
+            v: [by[v, n] / by[scale_claim.FLOOR, n] for n in tier["limits"]]
+            for v in (scale_claim.PRODUCT, scale_claim.BEFORE)
+        }
         rows.append(
             [
                 f"claim / floor, {tier['due']:,} due of {tier['rows']:,} (limits "
                 + ", ".join(f"{n:,}" for n in tier["limits"])
                 + ")",
-                " / ".join(_x(v) for v in values),
+                " / ".join(_x(v) for v in ratio[scale_claim.BEFORE]) + " (measured now)",
+                " / ".join(_x(v) for v in ratio[scale_claim.PRODUCT]),
                 "2.1-2.6x at 500, 6.6-8.2x at 10,000",
             ]
         )
-    for run in results.get("poll", {}).get("product", []):
-        n = max(run["polls"], 1)
-        worker, postgres = 1000 * run["cpu_s"]["worker"] / n, 1000 * run["cpu_s"]["postgres"] / n
+    best = _best_product(results)
+    if best:
+        n = max(best["polls"], 1)
+        worker, postgres = 1000 * best["cpu_s"]["worker"] / n, 1000 * best["cpu_s"]["postgres"] / n
+        rows += [
+            [
+                "empty polls/s on this box (best)",
+                BEFORE["polls_label"],
+                f"{best['steady_polls_per_s']:,.1f}/s ({_label(best)} processes x sessions)",
+                "42 at c=4 (8, 16 no faster)",
+            ],
+            [
+                "CPU per empty poll, worker + PostgreSQL",
+                f"{BEFORE['cpu_ms']} ms",
+                f"{worker + postgres:.1f} ms ({worker:.1f} + {postgres:.1f})",
+                "32 ms (16 + 15)",
+            ],
+            [
+                "statements / commits / new connections per empty poll",
+                f"{BEFORE['statements']} / {BEFORE['commits']} / {BEFORE['connections']}",
+                f"{best['statements'] / n:.2f} / {best['db']['xact_commit'] / n:.2f} / "
+                f"{best['db']['sessions'] / n:.3f}",
+                "11 queries, 10 commits",
+            ],
+        ]
+    memory = results.get("poll", {}).get("sessions_memory")
+    if memory:
         rows.append(
             [
-                f"empty poll at concurrency {_label(run)}: polls/s; CPU ms (worker + PostgreSQL)",
-                f"{run['steady_polls_per_s']:.1f}; {worker + postgres:.1f} ({worker:.1f} + "
-                f"{postgres:.1f})",
-                "42 at c=4 (8, 16 no faster); 32 (16 + 15)"
-                if run["concurrency"] == 4 and not run.get("persistent")
-                else "",
+                "RSS per 100 concurrent sessions",
+                f"{BEFORE['rss_per_100']:,.0f} MB (a prefork child each)",
+                f"{memory['mb_per_100_sessions']:,.1f} MB (threads of one process)",
+                "84 MB per child, one session each",
             ]
         )
     if len(rows) == 1:
         return []
-    return ["### Today in one table", "", _table(rows, left=3), ""]
+    return ["### Before and after in one table", "", _table(rows, left=4), ""]
 
 
 def _claims(results: dict, checks: list, ratios: list) -> list[str]:
@@ -288,7 +330,7 @@ def _claims(results: dict, checks: list, ratios: list) -> list[str]:
     sql = next((t["product_sql"] for t in claim["tiers"] if t.get("product_sql")), [])
     if sql:
         out += [
-            "The product's claim sends these statements (inside one transaction):",
+            "The product's claim sends these statements (autocommit):",
             "",
             *[f"{n}. `{' '.join(s.split())[:230]}…`" for n, s in enumerate(sql, 1)],
             "",
@@ -298,7 +340,8 @@ def _claims(results: dict, checks: list, ratios: list) -> list[str]:
     tick = _tick(results)
     if tick:
         out += [
-            "**Today's dispatcher** (one `fetch_tick` as beat sends it, limit raised to "
+            "**Before: the stage-1 dispatcher** (one `fetch_tick`, `bench/scale_before.py`, limit "
+            "raised to "
             f"{tick['bindings']:,}): {tick['bindings_per_s']:,.0f} bindings/s — claim "
             f"{1000 * tick['claim_s']:.0f} ms, then one Celery publish per binding "
             f"({tick['publish_ms_each']:.2f} ms each, "
@@ -329,7 +372,8 @@ def _sqlite(sqlite: dict | None, ratios: list) -> list[str]:
     return [
         f"**SQLite {sqlite['sqlite']}** ({sqlite['due']:,} due of {sqlite['rows']:,}, limit "
         f"{sqlite['limit']}, one claimer, median of {sqlite['repeat']}): the product's claim "
-        f"{ms['product']:,.1f} ms (one commit per binding, shipped rollback journal); the single "
+        f"{ms['product']:,.1f} ms (one statement, shipped rollback journal; before: "
+        f"{ms.get('before', 0):,.1f} ms, one commit per binding); the floor's single "
         f"statement {ms['floor']:.1f} ms in the same journal, {ms['floor-wal']:.1f} ms in WAL "
         f"with synchronous=NORMAL. A status UPDATE per binding, each committed: "
         f"{each['release']:.2f} ms in the shipped journal, {each['release-wal']:.2f} ms in WAL.",
@@ -444,9 +488,11 @@ def _polls(results: dict, checks: list, ratios: list) -> list[str]:
     ]
     out += [f"Memory of idle logged-in sessions in one client process: {'; '.join(hold)}.", ""]
     out += [
-        f"**The product end to end** ({poll['bindings']:,} bindings, all due; beat ticks every "
-        "1 s with the limit raised to 1,000 so the tick is not the limit; prefork worker, "
-        "private PostgreSQL and Redis). CPU per poll from the first tick to the last fetch; "
+        f"**The product end to end** ({poll['bindings']:,} bindings, all due, nothing recorded "
+        "(a steady state); beat sends the claimer task every 1 s; prefork worker whose "
+        "processes become claimers with FETCH_SESSIONS_PER_PROCESS session threads; shipped "
+        "connection settings (CONN_MAX_AGE 60, CELERY_DB_REUSE_MAX 1000); private PostgreSQL "
+        "and Redis). CPU per poll from the first tick to the last fetch; "
         "statements from `pg_stat_statements`: sent by the worker (BEGIN/COMMIT and "
         "connection set-up included), in brackets those run inside triggers and foreign-key "
         "checks.",
@@ -454,18 +500,19 @@ def _polls(results: dict, checks: list, ratios: list) -> list[str]:
     ]
     rows = [
         [
-            "concurrency", "polls/s", "/ floor", "CPU ms/poll", "worker", "postgres", "beat",
-            "redis", "pop3", "stmts/poll", "Django q/fetch", "commits/poll", "conns/poll",
-            "RSS MB/child", "PSS MB/child",
+            "procs x sessions", "polls/s", "/ floor", "CPU ms/poll", "worker", "postgres",
+            "beat", "redis", "pop3", "stmts/poll", "Django q/poll", "commits/poll",
+            "conns/poll", "history rows", "RSS MB/child", "PSS MB/child",
         ]
     ]  # fmt: skip
     for run in poll["product"]:
         n = max(run["polls"], 1)
         cpu = run["cpu_s"]
         children = [m for m in run["memory"] if m["role"] == "child"]
-        fetch = run["tasks"].get("mapping.tasks.binding_fetch", {})
+        claimer = run["tasks"].get("mapping.tasks.fetch_claim", {})
         ratio = run["steady_polls_per_s"] / floor["polls_per_s"] if floor["polls_per_s"] else 0
-        ratios.append({"label": f"empty polls/s c={_label(run)} / floor", "value": ratio})
+        label = f"empty polls/s {_label(run)} (processes x sessions) / floor"
+        ratios.append({"label": label, "value": ratio})
         rows.append(
             [
                 _label(run),
@@ -478,9 +525,10 @@ def _polls(results: dict, checks: list, ratios: list) -> list[str]:
                 f"{1000 * cpu['redis'] / n:.2f}",
                 f"{1000 * cpu['pop3 server'] / n:.2f}",
                 f"{run['statements'] / n:.1f} (+{run['nested_statements'] / n:.1f})",
-                f"{fetch.get('queries', 0) / max(fetch.get('count', 0), 1):.1f}",
-                f"{run['db']['xact_commit'] / n:.1f}",
-                f"{run['db']['sessions'] / n:.2f}",
+                f"{claimer.get('queries', 0) / n:.2f}",
+                f"{run['db']['xact_commit'] / n:.2f}",
+                f"{run['db']['sessions'] / n:.3f}",
+                str(run.get("history_rows", 0)),
                 f"{statistics.mean(m['rss_mb'] for m in children):.0f}" if children else "",
                 f"{statistics.mean(m['pss_mb'] for m in children):.0f}" if children else "",
             ]
@@ -497,12 +545,17 @@ def _polls(results: dict, checks: list, ratios: list) -> list[str]:
     best = _best_product(results)
     if best:
         out += _statement_breakdown(best)
-        children = [m for m in best["memory"] if m["role"] == "child"]
-        if children:
-            per_child = statistics.mean(m["rss_mb"] for m in children)
+        memory = poll.get("sessions_memory")
+        if memory:
             out += [
-                f"RSS per 100 concurrent sessions today: {100 * per_child:,.0f} MB (one session "
-                f"per prefork child of {per_child:.0f} MB RSS).",
+                f"**RSS per 100 concurrent sessions**: {memory['mb_per_100_sessions']:,.1f} MB — "
+                f"one claimer process with FETCH_SESSIONS_PER_PROCESS={memory['sessions']} "
+                f"({memory['threads_most']} session threads at most) peaked "
+                f"{memory['peak_mb'] - memory['baseline_mb']:.1f} MB above its "
+                f"{memory['baseline_mb']:.0f} MB start (Django, the fetch path and a "
+                "connection loaded) while polling "
+                f"{memory.get('fetched', 0):,} empty mailboxes; before: "
+                f"{BEFORE['rss_per_100']:,.0f} MB (one prefork child of ~83 MB per session).",
                 "",
             ]
         ratio = best["steady_polls_per_s"] / floor["polls_per_s"]
@@ -510,8 +563,8 @@ def _polls(results: dict, checks: list, ratios: list) -> list[str]:
             {
                 "label": f"empty polls/s >= {TARGET_FLOOR_SHARE}x raw POP3 floor",
                 "ok": ratio >= TARGET_FLOOR_SHARE,
-                "text": f"{_x(ratio)} (best: {best['steady_polls_per_s']:.1f}/s at c="
-                f"{best['concurrency']}; floor {floor['polls_per_s']:,.0f}/s)",
+                "text": f"{_x(ratio)} (best: {best['steady_polls_per_s']:.1f}/s with "
+                f"{_label(best)} processes x sessions; floor {floor['polls_per_s']:,.0f}/s)",
             }
         )
         checks.append(
@@ -531,15 +584,6 @@ def _polls(results: dict, checks: list, ratios: list) -> list[str]:
                 f"{best['db']['sessions'] / max(best['polls'], 1):.2f} new connections per poll",
             }
         )
-    tick = poll.get("default_tick")
-    if tick:
-        out += [
-            f"**With the shipped beat tick** ({tick['tick_limit']} per {tick['tick_seconds']} s,"
-            f" concurrency 4): {tick['started']} fetches started in {tick['periods']} tick "
-            f"periods = **{tick['bindings_per_s']:.1f} bindings/s**, whatever the workers could "
-            "do.",
-            "",
-        ]
     return out
 
 
@@ -551,7 +595,7 @@ def _statement_breakdown(run: dict) -> list[str]:
             who = "client" if top else "trigger/FK"
             rows.append([f"{calls / n:.2f}", who, query.replace("|", "\\|")[:130]])
     return [
-        f"Statements per empty poll at concurrency {run['concurrency']} (those run at least "
+        f"Statements per empty poll with {_label(run)} processes x sessions (those run at least "
         "every other poll; `trigger/FK` = run inside the mailmap trigger or a foreign-key "
         "check, not sent by the worker):",
         "",

@@ -6,8 +6,9 @@ Run in its own process by ``scale.py`` (Django set up on a fresh SQLite file in 
 directory, ``manage.py migrate``, rows filled in SQL like ``scale_claim.fill``). Measures,
 from a reset table each time:
 
-- ``product``: ``mapping.scheduler.bindings_claim_due`` with the shipped database settings
-  (rollback journal, ``synchronous=FULL``; on SQLite it commits one UPDATE per candidate);
+- ``product``: ``mapping.claim.bindings_claim`` with the shipped database settings
+  (rollback journal, ``synchronous=FULL``): one ``UPDATE … RETURNING`` statement;
+- ``before``: the stage-1 tick's claim (``bench/scale_before.py``: one commit per candidate);
 - ``floor``: ``UPDATE … WHERE id IN (SELECT … ORDER BY next_fetch_at LIMIT n) RETURNING id``
   in one ``BEGIN IMMEDIATE`` transaction, same journal;
 - ``floor-wal``: the same statement with ``journal_mode=WAL`` and ``synchronous=NORMAL``
@@ -115,7 +116,8 @@ def measure(rows: int, due: int, limit: int, repeat: int) -> dict:
     from django.db import connection, transaction
     from django.utils import timezone
 
-    from mapping import scheduler
+    from bench import scale_before
+    from mapping import claim
 
     call_command("migrate", verbosity=0)
     with connection.cursor() as cursor:
@@ -141,11 +143,15 @@ def measure(rows: int, due: int, limit: int, repeat: int) -> dict:
         return len(ids)
 
     def product_claim() -> int:
-        return len(scheduler.bindings_claim_due(timezone.now(), limit))
+        return len(claim.bindings_claim(timezone.now(), limit))
+
+    def before_claim() -> int:
+        return len(scale_before.bindings_claim_due(timezone.now(), limit))
 
     due_ids = [r[0] for r in connection.cursor().execute("SELECT id FROM scale_due LIMIT 100")]
     plan = [
         ("product", False, product_claim),
+        ("before", False, before_claim),
         ("floor", False, floor_claim),
         ("floor-wal", True, floor_claim),
         ("release", False, lambda: release(due_ids)),

@@ -10,6 +10,7 @@ from django.views.generic import CreateView, ListView, UpdateView
 from accounts.access import ConsoleMixin, SuperuserMixin, domains_for
 from audit import services as audit
 from mapping.models import BindingState
+from mapping.selectors import fetch_lag
 
 from .forms import DomainForm
 from .models import Domain
@@ -37,6 +38,10 @@ class DomainListView(ConsoleMixin, ListView):
             )
             .order_by("name")
         )
+
+    def get_context_data(self, **kwargs):
+        # Issue 13: a schedule falling behind is said where the administrators look.
+        return super().get_context_data(fetch_lag=fetch_lag(), **kwargs)
 
 
 class DomainCreateView(SuperuserMixin, CreateView):

@@ -63,7 +63,7 @@ from . import credentials, outbound, quarantine, seen, status
 from .crypto import SecretKeyError
 from .lease import Holder, Lease, LeaseLostError, lease_acquire
 from .maildir import Delivery, MaildirWriter, Syncer
-from .models import Binding, FetchRun, LeavePolicy
+from .models import Binding, BindingState, FetchRun, LeavePolicy
 from .oauth.grants import NeedsSignInError
 from .oauth.tokens import OAuthError
 from .pop3 import Batch, Client, Pop3AuthError, Pop3Error, Security, protocol
@@ -86,7 +86,11 @@ class MailboxFullError(Exception):
 
 
 def binding_fetch(
-    *, binding: Binding, trigger: str = "schedule", progress: Progress | None = None
+    *,
+    binding: Binding,
+    trigger: str = "schedule",
+    progress: Progress | None = None,
+    lease: Lease | None = None,
 ) -> FetchRun:
     """Fetch one ISP mailbox into its account's Maildir; return the run's history row.
 
@@ -96,14 +100,26 @@ def binding_fetch(
     words. POP3, TLS, outbound-guard, storage and lease trouble is recorded on the binding,
     not raised; anything else (a bug, Celery's soft time limit, Ctrl-C) is recorded and
     then re-raised.
+
+    ``lease``: the binding was claimed (``mapping.claim``) and ``binding`` is the row the
+    claim returned; the fetch then asks the database nothing before it talks to the ISP, and
+    writes a history row only when something happened (mail, a failure, a change of
+    state). Without it (Fetch now, ``manage.py fetch``) the fetch takes the lease itself and
+    its history row exists from the start, for the console's progress.
     """
-    lease = lease_acquire(binding.pk)
-    if isinstance(lease, Holder):
-        return status.record_skipped(binding, trigger, lease)
-    run = status.run_start(binding, lease, trigger)
+    claimed = lease is not None
+    if lease is None:
+        acquired = lease_acquire(binding.pk)
+        if isinstance(acquired, Holder):
+            return status.record_skipped(binding, trigger, acquired)
+        lease = acquired
+        run = status.run_start(binding, lease, trigger)
+    else:
+        run = status.run_new(binding, trigger)
     job = None
     try:
-        binding = Binding.objects.select_related("account__domain").get(pk=binding.pk)
+        if not claimed:
+            binding = Binding.objects.select_related("account__domain").get(pk=binding.pk)
         job = _Fetch(binding, lease, run, progress)
         note = job.execute()
     except LeaseLostError:
@@ -140,7 +156,13 @@ def binding_fetch(
         next_in = timedelta(minutes=binding.fetch_interval_minutes) if not job.left else timedelta()
         try:
             status.record_success(
-                lease, run, next_in=next_in, note=note, one_at_a_time=job.one_at_a_time_next
+                lease,
+                run,
+                next_in=next_in,
+                note=note,
+                one_at_a_time=job.one_at_a_time_next,
+                rows_left=bool(job.seen),
+                quiet=binding.state == BindingState.OK,
             )
         except LeaseLostError:
             status.record_lost(run)
@@ -195,6 +217,9 @@ class _Fetch:
         self.waiting = 0  # messages left at the ISP because the mailbox is full
         # Messages that failed in earlier runs; set-aside ones are skipped (issue 12).
         self.suspects = quarantine.Suspects(binding)
+        # Issue 13: nothing an earlier run left to read (no UIDL records, intents, open
+        # history row, quarantine): an empty mailbox then costs the database nothing here.
+        self.fast = not binding.fetch_rows and not binding.quarantine_entries
 
     @property
     def one_at_a_time_next(self) -> bool:
@@ -207,13 +232,23 @@ class _Fetch:
             raise FetchTimeLimitError
         self.lease.renew_if_due()
 
-    def execute(self) -> str:
-        account = self.binding.account
-        uid, gid = check_mail_owner()  # words, not a crash, when files cannot be given to it
-        self.writer = MaildirWriter(mailbox_prepare(account), uid=uid, gid=gid)
-        self.writer.cleanup_tmp()
+    def _writer(self) -> MaildirWriter:
+        """The account's Maildir writer, made when a run first needs it."""
+        if self.writer is None:
+            uid, gid = check_mail_owner()  # words, not a crash, when files cannot be given
+            self.writer = MaildirWriter(mailbox_prepare(self.binding.account), uid=uid, gid=gid)
+        return self.writer
+
+    def _settle_earlier_runs(self) -> None:
+        """What earlier runs left: tmp/ files, intents, an unfinished history row, records."""
+        self._writer().cleanup_tmp()
+        status.runs_interrupted_close(self.binding.pk)
         seen.intents_reconcile(self.lease, self.writer)
         self.seen = seen.seen_load(self.binding.pk)
+
+    def execute(self) -> str:
+        if not self.fast:
+            self._settle_earlier_runs()
         b = self.binding
         token = credentials.pop3_token(b)  # a mailbox that needs sign-in costs no connection
         sock, _ = outbound.open_connection(b.host, b.port, timeout=settings.POP3_TIMEOUT)
@@ -231,12 +266,18 @@ class _Fetch:
             self.lease.renew_if_due()
             credentials.pop3_login(b, self.client, token)  # password or OAuth token (issue 15)
             self.lease.renew_if_due()
-            self._plan()
+            # STAT first: an empty mailbox with nothing recorded ends here, with QUIT.
+            count, _ = self.client.stat()
+            if count == 0 and self.fast:
+                self.client.quit(deletions=False)
+                return ""
+            self._plan(count)
             self._fetch_all()
             self.client.quit(deletions=bool(self.marked))  # UPDATE state: DELEs apply now
         self.run.deleted = len(self.marked)
         seen.seen_deleted(self.lease, [key for _, key in self.marked])
         if self.waiting:
+            account = self.binding.account
             limit = (quota_limit(account) or 0) // (1 << 20)
             raise MailboxFullError(
                 f"The mailbox of {account.address} is full (quota {limit} MB): "
@@ -253,10 +294,13 @@ class _Fetch:
 
     # --- listing --------------------------------------------------------------------
 
-    def _plan(self) -> None:
+    def _plan(self, count: int) -> None:
         """What to RETR (``todo``), with identities where UIDL gives them; DELE what is due."""
-        self.sizes = self.client.list()
-        listing = self.client.uidl()
+        if count == 0:  # STAT said empty: every record and quarantine row is of the past
+            self.sizes, listing = {}, {}
+        else:
+            self.sizes = self.client.list()
+            listing = self.client.uidl()
         self.uids = {n: u for n, u in (listing or {}).items() if n in self.sizes}
         counts = Counter(self.uids.values())
         ambiguous = {key.partition(" ")[0] for key in self.seen if " sha256:" in key}
@@ -302,6 +346,9 @@ class _Fetch:
     def _fetch_all(self) -> None:
         todo, done, done_bytes = self.todo, 0, 0
         self.progress(0, len(todo), 0)
+        if todo:
+            self._writer()
+            status.run_open(self.run, self.lease)  # history from here on: mail may arrive
         limit = quota_limit(self.binding.account)
         if limit is not None and todo:
             self.room = limit - quota_usage(self.binding.account)[0]

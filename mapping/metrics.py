@@ -65,6 +65,12 @@ def _metrics() -> _FetchMetrics:
     )
 
 
+def metrics_prepare() -> None:
+    """Create the counters now: a claimer's session threads then share them (a first use
+    from several threads at once could make two)."""
+    _metrics()
+
+
 def metrics_directory() -> Path:
     """Where the processes' counter files are (for the scrape)."""
     return Path(settings.METRICS_DIR)

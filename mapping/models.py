@@ -131,6 +131,11 @@ class Binding(models.Model):
     # Rows of this binding in the quarantine (mapping.quarantine): a fetch of a binding with
     # none asks the database nothing more (issue 12).
     quarantine_entries = models.PositiveIntegerField(default=0, db_default=0, editable=False)
+    # Issue 13: whether an earlier run may have left rows the next fetch must read (UIDL
+    # records, intents, an unfinished history row). False lets an empty poll cost the
+    # database only its claim and its release; True (the default, also for rows written by
+    # raw SQL) only costs the reads, and the next successful run says what is left.
+    fetch_rows = models.BooleanField(default=True, db_default=True, editable=False)
 
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)

@@ -52,7 +52,9 @@ def intents_add(lease: Lease, rows: list[tuple[str, str, int]]) -> None:
     if not rows:
         return
     now = timezone.now()
-    with lease.fenced():
+    # fetch_rows: the next fetch must read the records (issue 13; cleared by a run that
+    # ends with none left).
+    with lease.fenced(fetch_rows=True):
         SeenUidl.objects.bulk_create(
             SeenUidl(
                 binding_id=lease.binding_id,
@@ -98,6 +100,8 @@ def seen_forget(lease: Lease, keys: list[str]) -> None:
 
 def seen_deleted(lease: Lease, keys: list[str]) -> None:
     """Note that the server applied our DELEs (QUIT answered +OK)."""
+    if not keys:
+        return  # an empty poll asks the database nothing here
     now = timezone.now()
     with lease.fenced():
         for chunk in _chunks(keys):

@@ -1,12 +1,16 @@
-"""Reads for the console and the fetch command: fetch history, bindings by address."""
+"""Reads for the console and the fetch command: fetch history, bindings by address, lag."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 
+from django.conf import settings
 from django.db.models import QuerySet
+from django.utils import timezone
 
-from .models import Binding, FetchRun, QuarantinedMessage, QuarantineState
+from .lease import unleased
+from .models import Binding, BindingState, FetchRun, QuarantinedMessage, QuarantineState
 
 
 def binding_history(*, binding: Binding, limit: int = 10) -> QuerySet[FetchRun]:
@@ -38,3 +42,48 @@ def quarantine_held(*, account) -> QuerySet[QuarantinedMessage]:
     return QuarantinedMessage.objects.filter(
         binding__account=account, state=QuarantineState.HELD
     ).select_related("binding__account__domain")
+
+
+# --- Lag of the schedule (issue 13) ---------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FetchLag:
+    """How far fetching is behind schedule: now - due time of the oldest due binding."""
+
+    seconds: float
+    acceptable: float
+
+    @property
+    def behind(self) -> bool:
+        """Past FETCH_LAG_ACCEPTABLE_SECONDS: more workers or sessions are needed."""
+        return self.seconds > self.acceptable
+
+    @property
+    def words(self) -> str:
+        minutes = round(self.seconds / 60)
+        if minutes < 2:
+            return f"{round(self.seconds)} seconds"
+        return f"{minutes} minutes" if minutes < 120 else f"{minutes / 60:.1f} hours"
+
+
+def fetch_lag(*, now: datetime | None = None) -> FetchLag:
+    """The lag of the oldest due binding no fetch holds (enabled; never-fetched new ones by
+    their creation). Two index reads: the claim's partial index, and the new ones."""
+    now = now or timezone.now()
+    due = Binding.objects.filter(enabled=True).filter(unleased(now))
+    oldest = (
+        due.filter(next_fetch_at__lte=now)
+        .order_by("next_fetch_at")
+        .values_list("next_fetch_at", flat=True)
+        .first()
+    )
+    new = (
+        due.filter(next_fetch_at__isnull=True, state=BindingState.NEW)
+        .order_by("created_at")
+        .values_list("created_at", flat=True)
+        .first()
+    )
+    since = min((t for t in (oldest, new) if t is not None), default=None)
+    seconds = max(0.0, (now - since).total_seconds()) if since else 0.0
+    return FetchLag(seconds, float(settings.FETCH_LAG_ACCEPTABLE_SECONDS))

@@ -6,8 +6,10 @@ a fetch that lost its lease closes its own history row and leaves the binding al
 
 from __future__ import annotations
 
+import contextlib
 from datetime import timedelta
 
+from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.db.models.functions import Coalesce
 from django.utils import timezone
@@ -18,17 +20,40 @@ from .models import Binding, BindingState, FetchOutcome, FetchRun
 from .scheduler import backoff_seconds
 
 
+def run_new(binding: Binding, trigger: str) -> FetchRun:
+    """The history of a claimed fetch, in memory until something happens (issue 13)."""
+    return FetchRun(binding=binding, started_at=timezone.now(), trigger=trigger)
+
+
+def run_open(run: FetchRun, lease: Lease) -> None:
+    """Write the run's history row now (mail is coming); runs a killed worker left are closed.
+
+    ``fetch_rows`` goes up with it: a worker killed from here on leaves a RUNNING row (and
+    maybe intents) that the next fetch must read, not skip as an empty poll would.
+    """
+    if run.pk is not None:
+        return
+    with lease.fenced(fetch_rows=True):
+        run.save(force_insert=True)
+        runs_interrupted_close(lease.binding_id, but=run.pk)
+
+
 def run_start(binding: Binding, lease: Lease, trigger: str) -> FetchRun:
     """The history row of a fetch that starts now; runs a killed worker left are closed."""
-    run = FetchRun.objects.create(binding=binding, started_at=timezone.now(), trigger=trigger)
-    FetchRun.objects.filter(binding_id=lease.binding_id, outcome=FetchOutcome.RUNNING).exclude(
-        pk=run.pk
+    run = run_new(binding, trigger)
+    run_open(run, lease)
+    return run
+
+
+def runs_interrupted_close(binding_id: int, *, but: int | None = None) -> None:
+    """Close the history rows that runs killed in the middle left RUNNING."""
+    FetchRun.objects.filter(binding_id=binding_id, outcome=FetchOutcome.RUNNING).exclude(
+        pk=but
     ).update(
         outcome=FetchOutcome.ERROR,
         finished_at=timezone.now(),
         error="Interrupted (the worker stopped); what it had stored is kept.",
     )
-    return run
 
 
 def _finish_run(run: FetchRun, outcome: str, error: str = "") -> None:
@@ -36,8 +61,14 @@ def _finish_run(run: FetchRun, outcome: str, error: str = "") -> None:
     run.outcome = outcome
     run.error = error
     fields = ("finished_at", "outcome", "error", "messages", "bytes", "deleted")
-    # update(), not save(): a binding deleted meanwhile took its history with it.
-    FetchRun.objects.filter(pk=run.pk).update(**{name: getattr(run, name) for name in fields})
+    if run.pk is None:
+        # A claimed run that never needed its row before: written once, finished. Savepoint:
+        # a binding deleted meanwhile (record_lost is not fenced) just loses its history.
+        with contextlib.suppress(IntegrityError), transaction.atomic():
+            run.save(force_insert=True)
+    else:
+        # update(), not save(): a binding deleted meanwhile took its history with it.
+        FetchRun.objects.filter(pk=run.pk).update(**{name: getattr(run, name) for name in fields})
     # Issue 12: the day's totals (only when the run stored mail or failed) and the
     # process's counters for /metrics (no statement).
     daily.fetch_day_add(run)
@@ -50,15 +81,26 @@ def _observed(run: FetchRun) -> None:
 
 
 def record_success(
-    lease: Lease, run: FetchRun, *, next_in: timedelta, note: str = "", one_at_a_time: bool
+    lease: Lease,
+    run: FetchRun,
+    *,
+    next_in: timedelta,
+    note: str = "",
+    one_at_a_time: bool,
+    rows_left: bool = True,
+    quiet: bool = False,
 ) -> None:
     """The run ended well: status OK, next fetch after the interval, lease released.
 
     ``one_at_a_time`` is whether the next session must RETR one message at a time (a
     pipelined batch of this one could not be trusted); a clean session clears it.
+    ``rows_left``: UIDL records remain for the next fetch to read (``Binding.fetch_rows``).
+    ``quiet``: the binding was OK before; a run that then opened no history row, stored,
+    deleted and noted nothing, is an empty poll: one statement, the release, and no
+    history row (issue 13; /metrics still counts it, in this process).
     """
     now = timezone.now()
-    with lease.fenced(
+    fields = dict(
         state=BindingState.OK,
         last_check_at=now,
         last_success_at=now,
@@ -67,10 +109,14 @@ def record_success(
         consecutive_failures=0,
         next_fetch_at=now + next_in,
         retr_one_at_a_time=one_at_a_time,
-        lease_token=None,
-        lease_expires_at=None,
-        lease_holder="",
-    ):
+        fetch_rows=rows_left,
+    )
+    if quiet and run.pk is None and not (run.messages or run.deleted or note):
+        lease.release(**fields)
+        run.finished_at, run.outcome = now, FetchOutcome.OK
+        _observed(run)
+        return
+    with lease.fenced(**fields, lease_token=None, lease_expires_at=None, lease_holder=""):
         _finish_run(run, FetchOutcome.OK, note)
 
 

@@ -1,4 +1,4 @@
-"""Thin Celery tasks: load the row, call the service (mapping.fetch / mapping.scheduler).
+"""Thin Celery tasks: load the row, call the service (mapping.fetch / mapping.claimer).
 
 Acknowledgement after the task (``task_acks_late``, ``task_reject_on_worker_lost``) comes
 from settings: a task whose worker died is delivered again, which is safe because a fetch
@@ -10,21 +10,25 @@ from __future__ import annotations
 
 from celery import shared_task
 from django.conf import settings
-from django.db import transaction
-from django.utils import timezone
 
-from . import fetch, retention, scheduler
+from . import claimer, fetch, retention
 from .models import Binding
 
+# Its sessions are bounded by FETCH_TIME_LIMIT each and it stops claiming after
+# FETCH_CLAIMER_SECONDS: Celery's limits only stop a claimer that hangs.
+_CLAIMER_LIMIT = settings.FETCH_CLAIMER_SECONDS + settings.FETCH_TIME_LIMIT + 60
 
-@shared_task(name="mapping.tasks.fetch_tick", ignore_result=True)
-def fetch_tick() -> int:
-    """Claim the due bindings and enqueue one fetch each on the "fetch" queue."""
-    limit = getattr(settings, "FETCH_TICK_LIMIT", 500)
-    ids = scheduler.bindings_claim_due(timezone.now(), limit)
-    for pk in ids:
-        transaction.on_commit(lambda pk=pk: binding_fetch.delay(pk))
-    return len(ids)
+
+@shared_task(
+    name="mapping.tasks.fetch_claim",
+    ignore_result=True,
+    soft_time_limit=_CLAIMER_LIMIT,
+    time_limit=_CLAIMER_LIMIT + 60,
+)
+def fetch_claim() -> int:
+    """Be a claimer: fetch due bindings, many sessions at once (mapping.claimer); beat sends
+    this every SCHEDULER_TICK_SECONDS to the "fetch" queue. Returns the bindings fetched."""
+    return claimer.claimer_run().fetched
 
 
 @shared_task(name="mapping.tasks.binding_fetch", ignore_result=True)

@@ -13,6 +13,7 @@ Two sources, each where it is true (mapping/metrics.py says why):
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.db.models import Count, Min, Q
 from django.utils import timezone
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
@@ -67,6 +68,12 @@ class DatabaseCollector:
             "aamail_fetch_lag_seconds",
             "How long the oldest due, not started binding has been due (0 when none).",
             value=max(0.0, (now - oldest).total_seconds()) if oldest else 0.0,
+        )
+        yield GaugeMetricFamily(
+            "aamail_fetch_lag_acceptable_seconds",
+            "The lag the settings accept (FETCH_LAG_ACCEPTABLE_SECONDS); above it the console "
+            "says fetching is behind schedule.",
+            value=float(settings.FETCH_LAG_ACCEPTABLE_SECONDS),
         )
         held = QuarantinedMessage.objects.filter(state=QuarantineState.HELD).count()
         yield GaugeMetricFamily(

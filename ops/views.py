@@ -23,6 +23,7 @@ from accounts.access import domains_for, may_use_console
 from audit import services as audit
 from mapping import quarantine, tasks
 from mapping.models import QuarantinedMessage, QuarantineState
+from mapping.selectors import fetch_lag
 
 from . import charts, selectors
 from .metrics import metrics_scrape
@@ -56,6 +57,7 @@ def overview(request: HttpRequest) -> HttpResponse:
         "month_messages": sum(d.messages for d in data.days),
         "month_bytes": sum(d.bytes for d in data.days),
         "month_failures": sum(d.failures for d in data.days),
+        "fetch_lag": fetch_lag(),  # issue 13: said in words when past the acceptable lag
     }
     return render(request, "ops/overview.html", context)
 

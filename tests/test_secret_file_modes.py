@@ -48,3 +48,19 @@ def test_it_rewrites_an_old_admin_password_file_with_the_owner_only_mode(tmp_pat
     assert _manage(var, "ensure_superuser").returncode == 0
     assert stale.stat().st_mode & 0o777 == 0o600
     assert stale.read_text() != "from an earlier install\n"
+
+
+def test_the_embedded_database_keeps_its_rollback_journal(tmp_path):
+    """Issue 13 asked for WAL; Dovecot's auth worker reads the file as another user with read
+    access only, and a WAL reader must write the -shm file (docs/mail-service.md). SQLite
+    would give -wal and -shm the file's 0600, so secrecy is not what rules WAL out."""
+    import sqlite3
+
+    var = tmp_path / "var"
+    result = _manage(var, "migrate", "--noinput", "-v0")
+    assert result.returncode == 0, result.stdout + result.stderr
+    conn = sqlite3.connect(var / "aamail.sqlite3")
+    try:
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "delete"
+    finally:
+        conn.close()

@@ -66,5 +66,7 @@ def test_it_prints_the_ratios_and_never_claims_a_row_twice(tmp_path):
     for run in results["poll"]["product"]:
         assert run["polls"] == run["bindings"] > 0
         assert run["failed"] == run["twice"] == 0
+        assert run["history_rows"] == 0  # empty polls write no history (issue 13)
+    assert results["poll"]["sessions_memory"]["threads_most"] > 0
     assert results["sim"]["models"]
     assert (out / "scale.md").read_text() == proc.stdout

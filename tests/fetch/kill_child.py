@@ -1,11 +1,13 @@
 """A worker process for the kill test: set up a binding, or run one fetch of it.
 
     python -m tests.fetch.kill_child setup HOST PORT USER PASSWORD   -> prints a JSON line
-    python -m tests.fetch.kill_child fetch BINDING_ID [--expire-lease]
+    python -m tests.fetch.kill_child fetch BINDING_ID [--expire-lease] [--claim]
 
 Uses the project settings and whatever DATABASE_URL/MAIL_ROOT the environment gives.
 ``--expire-lease`` plays the passing of FETCH_LEASE_SECONDS after a kill -9 (the killed
-process cannot release its lease), so the test need not wait for it.
+process cannot release its lease), so the test need not wait for it. ``--claim`` makes the
+binding due and fetches it the way a claimer does (issue 13): the claim takes the lease, the
+fetch runs with it (``mapping.claim``, ``binding_fetch(lease=…)``).
 """
 
 from __future__ import annotations
@@ -42,6 +44,24 @@ def main(argv: list[str]) -> int:
     binding_id = int(argv[1])
     if "--expire-lease" in argv:
         Binding.objects.filter(pk=binding_id).update(lease_token=None, lease_expires_at=None)
+    if "--claim" in argv:
+        from datetime import timedelta
+
+        from django.utils import timezone
+
+        from mapping.claim import bindings_claim
+
+        due = timezone.now() - timedelta(seconds=1)
+        Binding.objects.filter(pk=binding_id).update(next_fetch_at=due)
+        print("fetching", flush=True)
+        claimed = bindings_claim(timezone.now(), 1)
+        if not claimed:
+            print("done busy 0 nothing claimed", flush=True)
+            return 0
+        [(binding, lease)] = claimed
+        run = binding_fetch(binding=binding, lease=lease)
+        print(f"done {run.outcome} {run.messages} {run.error}", flush=True)
+        return 0
     binding = Binding.objects.select_related("account__domain").get(pk=binding_id)
     print("fetching", flush=True)
     run = binding_fetch(binding=binding, trigger="command")

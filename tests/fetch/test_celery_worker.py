@@ -1,8 +1,8 @@
 """End to end with a real Celery worker process on the machine's Redis and PostgreSQL.
 
-The test sends the beat tick (mapping.tasks.fetch_tick) to Redis; a worker started as its
-own process with the project's settings claims the due binding, enqueues its fetch on the
-"fetch" queue, runs it, and the Maildir fills.
+The test sends what beat sends (mapping.tasks.fetch_claim) to Redis; a worker started as its
+own process with the project's settings runs it as a claimer: it claims the due binding
+from the database itself and fetches it on one of its session threads; the Maildir fills.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from tests.servers.celeryworker import celery_worker
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
 
-def test_a_real_worker_runs_the_tick_and_fills_the_maildir(isp, make_binding, tmp_path):
+def test_a_real_worker_runs_a_claimer_and_fills_the_maildir(isp, make_binding, tmp_path):
     binding = make_binding(security=Security.STARTTLS, leave_policy=LeavePolicy.DELETE)
     messages = [b"Subject: worker %d\n\n.dot\nvia celery\n" % i for i in range(25)]
     for raw in messages:
@@ -32,4 +32,4 @@ def test_a_real_worker_runs_the_tick_and_fills_the_maildir(isp, make_binding, tm
     assert_exactly(binding, messages)
     assert isp.messages(binding.username) == []
     worker_log = worker.log.read_text()
-    assert "mapping.tasks.fetch_tick" in worker_log and "mapping.tasks.binding_fetch" in worker_log
+    assert "mapping.tasks.fetch_claim" in worker_log and "succeeded" in worker_log

@@ -100,7 +100,9 @@ class Children:
         return text.strip()
 
 
-def run_kill_test(isp, tmp_path: Path, kills: int, seed: int) -> dict[str, int]:
+def run_kill_test(
+    isp, tmp_path: Path, kills: int, seed: int, *, claim: bool = False
+) -> dict[str, int]:
     env = {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "aamail.settings",
@@ -127,7 +129,8 @@ def run_kill_test(isp, tmp_path: Path, kills: int, seed: int) -> dict[str, int]:
         for raw in messages_for_round(rnd, round_no, rnd.randint(5, 40)):
             isp.deliver(user, raw)
             delivered.append(raw)
-        child = children.start("fetch", str(info["id"]), "--expire-lease")
+        how = ("--expire-lease", "--claim") if claim else ("--expire-lease",)
+        child = children.start("fetch", str(info["id"]), *how)
         assert children.line(child) == "fetching"
         started = time.monotonic()
         try:
@@ -142,7 +145,7 @@ def run_kill_test(isp, tmp_path: Path, kills: int, seed: int) -> dict[str, int]:
             estimate *= 1.1
         child.stdout.close()
     for _ in range(10):  # the scheduler would retry a busy mailbox with backoff
-        final = children.start("fetch", str(info["id"]), "--expire-lease")
+        final = children.start("fetch", str(info["id"]), *how)
         assert children.line(final) == "fetching"
         said = children.line(final, timeout=300)
         assert final.wait(timeout=60) == 0
@@ -170,6 +173,13 @@ def run_kill_test(isp, tmp_path: Path, kills: int, seed: int) -> dict[str, int]:
 
 def test_a_fetch_killed_at_random_moments_loses_and_duplicates_nothing(isp, tmp_path):
     stats = run_kill_test(isp, tmp_path, kills=5, seed=4)
+    assert stats["duplicated"] == stats["lost"] == stats["left_on_server"] == 0
+
+
+def test_a_claimed_fetch_killed_at_random_moments_loses_and_duplicates_nothing(isp, tmp_path):
+    """Issue 13: the claimers' path (the claim takes the lease, no history row until mail
+    comes) changes who claims, not what a fetch guarantees."""
+    stats = run_kill_test(isp, tmp_path, kills=5, seed=13, claim=True)
     assert stats["duplicated"] == stats["lost"] == stats["left_on_server"] == 0
 
 

@@ -42,8 +42,8 @@ class Worker:
         self.process, self.sender, self.log = process, sender, log
 
     def tick(self) -> None:
-        """What Celery beat sends: claim the due bindings and queue their fetches."""
-        self.sender.send_task("mapping.tasks.fetch_tick")
+        """What Celery beat sends: a claimer task, which claims and fetches due bindings."""
+        self.sender.send_task("mapping.tasks.fetch_claim", queue="fetch")
 
     def wait_until_fetched(self, binding: Binding, timeout: float = 90) -> None:
         deadline = time.monotonic() + timeout

@@ -1,0 +1,150 @@
+"""Issue 13: an empty poll costs the database its claim and one release statement; history
+is written when something happened (mail, a failure, a change of state), not for nothing."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+
+from domains.models import Security
+from mapping import claim, fetch
+from mapping.models import Binding, BindingState, FetchDay, FetchOutcome, LeavePolicy, SeenUidl
+from tests.factories import BindingFactory
+from tests.fetch.conftest import assert_exactly
+from tests.servers.emptypop import EmptyPop
+
+pytestmark = pytest.mark.django_db
+
+
+def due(binding: Binding, **fields) -> None:
+    fields.setdefault("state", BindingState.OK)
+    Binding.objects.filter(pk=binding.pk).update(
+        next_fetch_at=timezone.now() - timedelta(seconds=1), **fields
+    )
+
+
+def poll() -> list[fetch.FetchRun]:
+    """What a claimer does, in this thread: one claim, then each claimed binding's fetch."""
+    return [
+        fetch.binding_fetch(binding=b, lease=lease)
+        for b, lease in claim.bindings_claim(timezone.now(), 50)
+    ]
+
+
+def statements(queries: CaptureQueriesContext) -> list[str]:
+    # Savepoints would be statements too; BEGIN/COMMIT of atomic blocks are not captured,
+    # so the test also checks the fast path opens no transaction (no savepoint/atomic).
+    return [q["sql"] for q in queries.captured_queries]
+
+
+@pytest.fixture(scope="module")
+def empty_pop():
+    with EmptyPop(password="Empty-Sesame-1") as server:
+        yield server
+
+
+def on_empty_pop(server: EmptyPop, **fields) -> Binding:
+    fields.setdefault("raw_password", "Empty-Sesame-1")
+    return BindingFactory(
+        host="127.0.0.1", port=server.port, security=Security.NONE, username="nobody",
+        leave_policy=LeavePolicy.DELETE, **fields,
+    )  # fmt: skip
+
+
+def test_an_empty_poll_is_a_claim_and_one_release(empty_pop):
+    binding = on_empty_pop(empty_pop)
+    due(binding, fetch_rows=False)
+    before = timezone.now()
+
+    with CaptureQueriesContext(connection) as queries:
+        [run] = poll()
+
+    sent = statements(queries)
+    assert len(sent) == 2, sent
+    assert sent[0].lstrip().startswith("UPDATE mapping_binding") and "RETURNING" in sent[0]
+    assert sent[1].startswith('UPDATE "mapping_binding"') and "lease_token" in sent[1]
+    assert run.outcome == FetchOutcome.OK and run.pk is None  # no history row for nothing
+    binding.refresh_from_db()
+    assert binding.state == BindingState.OK and binding.lease_token is None
+    assert binding.last_check_at >= before and binding.last_success_at >= before
+    interval = timedelta(minutes=binding.fetch_interval_minutes)
+    assert binding.next_fetch_at - binding.last_check_at == interval
+    assert not binding.fetch_runs.exists() and not FetchDay.objects.exists()
+
+
+def test_the_first_poll_writes_history_and_learns_there_is_nothing_to_read(empty_pop):
+    binding = on_empty_pop(empty_pop)  # new: never fetched, fetch_rows True
+    assert binding.fetch_rows
+
+    [run] = poll()
+    binding.refresh_from_db()
+    assert run.pk is not None and run.outcome == FetchOutcome.OK  # new -> OK is worth a row
+    assert binding.state == BindingState.OK and not binding.fetch_rows
+
+    due(binding)
+    with CaptureQueriesContext(connection) as queries:
+        poll()
+    assert len(queries) == 2, statements(queries)
+    assert binding.fetch_runs.count() == 1
+
+
+def test_a_failure_writes_history_and_the_days_totals(empty_pop):
+    binding = on_empty_pop(empty_pop, raw_password="wrong")
+    due(binding, fetch_rows=False)
+    [run] = poll()
+    binding.refresh_from_db()
+    assert run.pk is not None and run.outcome == FetchOutcome.AUTH_FAILED
+    assert binding.state == BindingState.NEEDS_ATTENTION and binding.lease_token is None
+    assert FetchDay.objects.get(binding=binding).failures == 1
+
+
+def test_mail_that_arrives_is_fetched_with_history_then_polls_are_empty_again(isp, make_binding):
+    binding = make_binding(leave_policy=LeavePolicy.DELETE)
+    poll()  # the first run: new -> OK
+    due(binding)
+    with CaptureQueriesContext(connection) as queries:
+        [run] = poll()
+    assert len(queries) == 2 and run.pk is None  # Dovecot, empty mailbox: STAT 0, QUIT
+
+    messages = [b"Subject: arrived %d\n\nhello\n" % i for i in range(3)]
+    for raw in messages:
+        isp.deliver(binding.username, raw)
+    due(binding)
+    [run] = poll()
+    assert (run.outcome, run.messages, run.deleted) == (FetchOutcome.OK, 3, 3)
+    assert binding.fetch_runs.filter(pk=run.pk, messages=3).exists()
+    assert FetchDay.objects.get(binding=binding).messages == 3
+    assert_exactly(binding, messages)
+    binding.refresh_from_db()
+    assert binding.fetch_rows  # UIDL records of the deleted messages: read next time
+
+    due(binding)
+    poll()  # STAT 0 with records: they are forgotten, the flag goes down
+    binding.refresh_from_db()
+    assert not binding.fetch_rows and not SeenUidl.objects.filter(binding=binding).exists()
+    due(binding)
+    with CaptureQueriesContext(connection) as queries:
+        poll()
+    assert len(queries) == 2, statements(queries)
+    assert binding.fetch_runs.count() == 2  # the first run and the one with mail
+
+
+def test_a_keep_mode_mailbox_with_stored_mail_reads_its_records_and_fetches_nothing_twice(
+    isp, make_binding
+):
+    binding = make_binding(leave_policy=LeavePolicy.KEEP)
+    messages = [b"Subject: kept %d\n\nx\n" % i for i in range(2)]
+    for raw in messages:
+        isp.deliver(binding.username, raw)
+    poll()
+    for _ in range(2):
+        due(binding)
+        [run] = poll()
+        assert run.messages == 0 and run.outcome == FetchOutcome.OK
+    assert_exactly(binding, messages)
+    binding.refresh_from_db()
+    assert binding.fetch_rows and binding.state == BindingState.OK
