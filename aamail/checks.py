@@ -6,7 +6,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from django.conf import settings
 from django.core import checks
@@ -14,6 +16,9 @@ from django.core import checks
 from accounts import throttle
 
 from .secretfiles import readable_by_others, sqlite_file
+
+if TYPE_CHECKING:
+    from django.apps import AppConfig
 
 _PER_PROCESS = {
     "django.core.cache.backends.locmem.LocMemCache": "keeps its counters inside each process",
@@ -26,7 +31,9 @@ _NOT_ATOMIC = {
 
 
 @checks.register(checks.Tags.security)
-def check_limits(app_configs, **kwargs) -> list[checks.CheckMessage]:
+def check_limits(
+    app_configs: Sequence[AppConfig] | None, **kwargs: object
+) -> list[checks.CheckMessage]:
     """The rate limits parse and the counts are positive."""
     errors: list[checks.CheckMessage] = []
     for name in ("LOGIN_RATE_LIMIT", "DETECT_RATE_LIMIT", "FETCH_NOW_RATE_LIMIT"):
@@ -60,7 +67,9 @@ def check_limits(app_configs, **kwargs) -> list[checks.CheckMessage]:
 
 
 @checks.register(checks.Tags.caches, deploy=True)
-def check_shared_cache(app_configs, **kwargs) -> list[checks.CheckMessage]:
+def check_shared_cache(
+    app_configs: Sequence[AppConfig] | None, **kwargs: object
+) -> list[checks.CheckMessage]:
     """Login throttling and Detect's limits count in a cache every web worker sees."""
     backend = settings.CACHES["default"]["BACKEND"]
     workers = settings.WEB_CONCURRENCY
@@ -129,7 +138,9 @@ def secret_files() -> list[Path]:
 
 
 @checks.register(checks.Tags.security, deploy=True)
-def check_secret_files(app_configs, **kwargs) -> list[checks.CheckMessage]:
+def check_secret_files(
+    app_configs: Sequence[AppConfig] | None, **kwargs: object
+) -> list[checks.CheckMessage]:
     """No file with a secret (nor var/) is readable by every user of the machine."""
     warnings: list[checks.CheckMessage] = []
     for path in secret_files():
@@ -157,7 +168,9 @@ def check_secret_files(app_configs, **kwargs) -> list[checks.CheckMessage]:
 
 
 @checks.register(checks.Tags.security, deploy=True)
-def check_generated_secrets(app_configs, **kwargs) -> list[checks.CheckMessage]:
+def check_generated_secrets(
+    app_configs: Sequence[AppConfig] | None, **kwargs: object
+) -> list[checks.CheckMessage]:
     """A deployment sets its own keys: a key generated under var/ lives and dies with it."""
     if settings.DEBUG:
         return []

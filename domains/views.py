@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.contrib import messages
-from django.db.models import Count, Q
+from django.db.models import Count, Q, QuerySet
+from django.http import HttpResponse
 from django.urls import reverse
 from django.views.generic import CreateView, ListView, UpdateView
 
@@ -21,7 +24,7 @@ class DomainListView(ConsoleMixin, ListView):
     context_object_name = "domains"
     paginate_by = 50
 
-    def get_queryset(self):
+    def get_queryset(self) -> QuerySet[Domain]:
         # Issue 12: the domain's remote POP3 accounts by state, for its badges.
         bindings = "accounts__bindings"
         enabled = Q(**{f"{bindings}__enabled": True})
@@ -39,7 +42,7 @@ class DomainListView(ConsoleMixin, ListView):
             .order_by("name")
         )
 
-    def get_context_data(self, **kwargs):
+    def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
         # Issue 13: a schedule falling behind is said where the administrators look.
         return super().get_context_data(fetch_lag=fetch_lag(), **kwargs)
 
@@ -49,7 +52,7 @@ class DomainCreateView(SuperuserMixin, CreateView):
     form_class = DomainForm
     template_name = "domains/domain_form.html"
 
-    def form_valid(self, form):
+    def form_valid(self, form: DomainForm) -> HttpResponse:
         response = super().form_valid(form)
         audit.record(self.request, "domain.created", self.object)
         return response
@@ -63,15 +66,15 @@ class DomainUpdateView(ConsoleMixin, UpdateView):
     form_class = DomainForm
     template_name = "domains/domain_form.html"
 
-    def get_queryset(self):
+    def get_queryset(self) -> QuerySet[Domain]:
         return domains_for(self.request.user)
 
-    def get_form_kwargs(self):
+    def get_form_kwargs(self) -> dict[str, Any]:
         kwargs = super().get_form_kwargs()
         kwargs["name_editable"] = self.request.user.is_superuser
         return kwargs
 
-    def form_valid(self, form):
+    def form_valid(self, form: DomainForm) -> HttpResponse:
         response = super().form_valid(form)
         if form.has_changed():
             audit.record(self.request, "domain.changed", self.object, fields=form)

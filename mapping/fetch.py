@@ -124,49 +124,70 @@ def binding_fetch(
         note = job.execute()
     except LeaseLostError:
         status.record_lost(run)
-    except NeedsSignInError as exc:  # issue 15: only a person signing in again helps
-        _fail(lease, run, job, exc.message, "sign_in")
-    except OAuthError as exc:  # the token endpoint: down (transient) or misconfigured
-        _fail(lease, run, job, exc.message, "transient" if exc.transient else "permanent")
-    except Pop3AuthError as exc:
-        _fail(lease, run, job, exc.message, "transient" if exc.transient else "auth")
-    except Pop3Error as exc:
-        _fail(lease, run, job, exc.message, "transient" if exc.transient else "permanent")
-    except outbound.TargetRefusedError as exc:
-        _fail(lease, run, job, exc.message, "permanent")
-    except outbound.OutboundError as exc:  # no such name, nothing answering
-        _fail(lease, run, job, exc.message, "transient")
-    except (SecretKeyError, MailboxPathError, MailOwnerError, MailboxFullError) as exc:
-        _fail(lease, run, job, str(exc), "permanent")
-    except FetchTimeLimitError:
-        text = (
+    except BaseException as exc:
+        failure = _failure(exc)
+        if failure is None:  # a bug, Celery's soft time limit, Ctrl-C: noted, re-raised
+            with contextlib.suppress(Exception):
+                text = f"The fetch stopped unexpectedly ({type(exc).__name__})."
+                _fail(lease, run, job, text, "transient")
+            raise
+        _fail(lease, run, job, *failure)
+    else:
+        _succeed(lease, run, job, binding, note)
+    return run
+
+
+# What the binding records for each failure a fetch expects, first match first: the kind
+# (status.record_failure) when the exception does not say itself that it is transient.
+_FAILURES: tuple[tuple[type[BaseException] | tuple[type[BaseException], ...], str], ...] = (
+    (NeedsSignInError, "sign_in"),  # issue 15: only a person signing in again helps
+    (OAuthError, "permanent"),  # the token endpoint: down (transient) or misconfigured
+    (Pop3AuthError, "auth"),
+    (Pop3Error, "permanent"),
+    (outbound.TargetRefusedError, "permanent"),
+    (outbound.OutboundError, "transient"),  # no such name, nothing answering
+    ((SecretKeyError, MailboxPathError, MailOwnerError, MailboxFullError), "permanent"),
+    (FetchTimeLimitError, "transient"),
+    (OSError, "transient"),  # the local disk: full, read-only, permissions
+)
+
+
+def _failure(exc: BaseException) -> tuple[str, str] | None:
+    """(words for the administrator, kind) of an expected failure; None for anything else."""
+    for types, kind in _FAILURES:
+        if isinstance(exc, types):
+            transient = getattr(exc, "transient", False)
+            return _failure_words(exc), "transient" if transient else kind
+    return None
+
+
+def _failure_words(exc: BaseException) -> str:
+    if isinstance(exc, FetchTimeLimitError):
+        return (
             f"The fetch took longer than FETCH_TIME_LIMIT ({settings.FETCH_TIME_LIMIT:g} s) "
             "and was stopped; what was stored is kept and the rest follows at the next run."
         )
-        _fail(lease, run, job, text, "transient")
-    except OSError as exc:  # the local disk: full, read-only, permissions
-        text = f"Could not store mail locally ({exc.strerror or exc}: {exc.filename or ''})."
-        _fail(lease, run, job, text, "transient")
-    except BaseException as exc:  # a bug, Celery's soft time limit, Ctrl-C: noted, re-raised
-        with contextlib.suppress(Exception):
-            text = f"The fetch stopped unexpectedly ({type(exc).__name__})."
-            _fail(lease, run, job, text, "transient")
-        raise
-    else:
-        next_in = timedelta(minutes=binding.fetch_interval_minutes) if not job.left else timedelta()
-        try:
-            status.record_success(
-                lease,
-                run,
-                next_in=next_in,
-                note=note,
-                one_at_a_time=job.one_at_a_time_next,
-                rows_left=bool(job.seen),
-                quiet=binding.state == BindingState.OK,
-            )
-        except LeaseLostError:
-            status.record_lost(run)
-    return run
+    if isinstance(exc, OAuthError | Pop3Error | outbound.OutboundError):
+        return exc.message
+    if isinstance(exc, OSError):
+        return f"Could not store mail locally ({exc.strerror or exc}: {exc.filename or ''})."
+    return str(exc)
+
+
+def _succeed(lease: Lease, run: FetchRun, job: _Fetch, binding: Binding, note: str) -> None:
+    next_in = timedelta(minutes=binding.fetch_interval_minutes) if not job.left else timedelta()
+    try:
+        status.record_success(
+            lease,
+            run,
+            next_in=next_in,
+            note=note,
+            one_at_a_time=job.one_at_a_time_next,
+            rows_left=bool(job.seen),
+            quiet=binding.state == BindingState.OK,
+        )
+    except LeaseLostError:
+        status.record_lost(run)
 
 
 def _fail(lease: Lease, run: FetchRun, job: _Fetch | None, message: str, kind: str) -> None:
@@ -191,7 +212,9 @@ def _content_key(uid: str | None, digest: str) -> str:
 class _Fetch:
     """One run over one binding, under its lease (see the module docstring)."""
 
-    def __init__(self, binding: Binding, lease: Lease, run: FetchRun, progress) -> None:
+    def __init__(
+        self, binding: Binding, lease: Lease, run: FetchRun, progress: Progress | None
+    ) -> None:
         self.binding, self.lease, self.run = binding, lease, run
         self.progress = progress or (lambda done, total, size: None)
         started = time.monotonic()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from django.conf import settings
 from django.db.models import QuerySet
@@ -11,6 +12,9 @@ from django.utils import timezone
 
 from .lease import unleased
 from .models import Binding, BindingState, FetchRun, QuarantinedMessage, QuarantineState
+
+if TYPE_CHECKING:
+    from accounts.models import Account
 
 
 def binding_history(*, binding: Binding, limit: int = 10) -> QuerySet[FetchRun]:
@@ -37,7 +41,7 @@ def bindings_for_addresses(*, addresses: list[str]) -> QuerySet[Binding]:
 # --- Poison-message quarantine (issue 12) ---------------------------------------------------
 
 
-def quarantine_held(*, account) -> QuerySet[QuarantinedMessage]:
+def quarantine_held(*, account: Account) -> QuerySet[QuarantinedMessage]:
     """The set-aside messages of an account's bindings, newest first."""
     return QuarantinedMessage.objects.filter(
         binding__account=account, state=QuarantineState.HELD

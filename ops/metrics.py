@@ -13,6 +13,8 @@ Two sources, each where it is true (mapping/metrics.py says why):
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 from django.conf import settings
 from django.db.models import Count, Min, Q
 from django.utils import timezone
@@ -30,7 +32,7 @@ from .selectors import relay_totals
 class DatabaseCollector:
     """Gauges read from the database at scrape time."""
 
-    def collect(self):
+    def collect(self) -> Iterator[GaugeMetricFamily]:
         now = timezone.now()
         due_at = Q(enabled=True) & unleased(now)
         overdue = due_at & Q(next_fetch_at__lte=now)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import date, timedelta
+from typing import TYPE_CHECKING
 
 from django.db.models import Case, Count, F, IntegerField, Q, QuerySet, Sum, Value, When, Window
 from django.utils import timezone
@@ -29,6 +30,9 @@ FAILING_SHOWN = 50
 HELD_SHOWN = 50
 RELAY_FAILING_SHOWN = 50
 CHART_DAYS = 30
+
+if TYPE_CHECKING:
+    from django.contrib.auth.models import AnonymousUser, User
 
 
 @dataclass(frozen=True)
@@ -86,21 +90,21 @@ class Overview:
     relay: RelayOverview
 
 
-def bindings_in_scope(*, user) -> QuerySet[Binding]:
+def bindings_in_scope(*, user: User | AnonymousUser) -> QuerySet[Binding]:
     """The bindings of the domains `user` manages."""
     if user.is_superuser:
         return Binding.objects.all()
     return Binding.objects.filter(account__domain__in=domains_for(user))
 
 
-def _scoped(queryset: QuerySet, user, path: str) -> QuerySet:
+def _scoped(queryset: QuerySet, user: User | AnonymousUser, path: str) -> QuerySet:
     """`queryset` limited to the domains `user` manages, `path` leading to the domain."""
     if user.is_superuser:
         return queryset
     return queryset.filter(**{f"{path}__in": domains_for(user)})
 
 
-def overview_for(*, user) -> Overview:
+def overview_for(*, user: User | AnonymousUser) -> Overview:
     """Everything the Overview shows for `user`."""
     scope = bindings_in_scope(user=user)
     totals = _state_totals(scope)
@@ -168,7 +172,7 @@ def _state_totals(scope: QuerySet[Binding]) -> dict[str, int]:
     return scope.aggregate(**aggregates)
 
 
-def _held(user) -> list[QuarantinedMessage]:
+def _held(user: User | AnonymousUser) -> list[QuarantinedMessage]:
     """The newest set-aside messages, each carrying ``total`` (all of them in scope)."""
     held = QuarantinedMessage.objects.filter(state=QuarantineState.HELD)
     held = _scoped(held, user, "binding__account__domain")
@@ -179,7 +183,7 @@ def _held(user) -> list[QuarantinedMessage]:
     )
 
 
-def _relay_failing(user) -> list[RelayStatus]:
+def _relay_failing(user: User | AnonymousUser) -> list[RelayStatus]:
     failing = RelayStatus.objects.filter(state=RelayState.FAILING)
     rows = _scoped(failing, user, "binding__account__domain")
     return list(
@@ -189,7 +193,7 @@ def _relay_failing(user) -> list[RelayStatus]:
     )
 
 
-def _days(user) -> list[DayTotal]:
+def _days(user: User | AnonymousUser) -> list[DayTotal]:
     """Messages, bytes, runs and failures per day for the last CHART_DAYS days, oldest first."""
     today = timezone.localdate()
     start = today - timedelta(days=CHART_DAYS - 1)

@@ -74,7 +74,7 @@ def _held_for(request: HttpRequest, pk: int) -> QuarantinedMessage:
     return get_object_or_404(held, pk=pk)
 
 
-def _back(request: HttpRequest):
+def _back(request: HttpRequest) -> HttpResponse:
     target = request.POST.get("next", "")
     if target and url_has_allowed_host_and_scheme(target, {request.get_host()}):
         return redirect(target)

@@ -42,4 +42,5 @@ def test_it_speaks_pop3s_with_a_certificate(tmp_path):
             assert client.uidl() == {}
             client.quit()
         assert len(pop.pids) == 2
-        assert pop.stop() and pop.sessions == 3
+        assert pop.stop()
+        assert pop.sessions == 3

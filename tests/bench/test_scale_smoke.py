@@ -53,7 +53,8 @@ def test_it_prints_the_ratios_and_never_claims_a_row_twice(tmp_path):
     assert any(label.startswith("claim product / floor") for label in labels)
     assert any(label.startswith("empty polls/s") for label in labels)
     for ratio in ratios:
-        assert ratio["value"] and ratio["value"] > 0, ratio
+        assert ratio["value"], ratio
+        assert ratio["value"] > 0, ratio
         assert f"| {ratio['label']}" in proc.stdout, ratio["label"]
 
     drains = [d for tier in results["claim"]["tiers"] for d in tier.get("drains", [])]

@@ -90,7 +90,9 @@ def assert_exactly(binding: Binding, delivered: list[bytes]) -> None:
     got = Counter(stored_messages(binding))
     want = Counter(as_fetched(raw) for raw in delivered)
     missing, extra = want - got, got - want
-    assert not missing and not extra, (
+    counts = (
         f"{sum(missing.values())} lost, {sum(extra.values())} duplicated or corrupted "
         f"(of {len(delivered)})"
     )
+    assert not missing, counts
+    assert not extra, counts

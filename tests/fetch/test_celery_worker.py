@@ -32,4 +32,5 @@ def test_a_real_worker_runs_a_claimer_and_fills_the_maildir(isp, make_binding, t
     assert_exactly(binding, messages)
     assert isp.messages(binding.username) == []
     worker_log = worker.log.read_text()
-    assert "mapping.tasks.fetch_claim" in worker_log and "succeeded" in worker_log
+    assert "mapping.tasks.fetch_claim" in worker_log
+    assert "succeeded" in worker_log

@@ -65,15 +65,21 @@ def test_an_empty_poll_is_a_claim_and_one_release(empty_pop):
 
     sent = statements(queries)
     assert len(sent) == 2, sent
-    assert sent[0].lstrip().startswith("UPDATE mapping_binding") and "RETURNING" in sent[0]
-    assert sent[1].startswith('UPDATE "mapping_binding"') and "lease_token" in sent[1]
-    assert run.outcome == FetchOutcome.OK and run.pk is None  # no history row for nothing
+    assert sent[0].lstrip().startswith("UPDATE mapping_binding")
+    assert "RETURNING" in sent[0]
+    assert sent[1].startswith('UPDATE "mapping_binding"')
+    assert "lease_token" in sent[1]
+    assert run.outcome == FetchOutcome.OK
+    assert run.pk is None
     binding.refresh_from_db()
-    assert binding.state == BindingState.OK and binding.lease_token is None
-    assert binding.last_check_at >= before and binding.last_success_at >= before
+    assert binding.state == BindingState.OK
+    assert binding.lease_token is None
+    assert binding.last_check_at >= before
+    assert binding.last_success_at >= before
     interval = timedelta(minutes=binding.fetch_interval_minutes)
     assert binding.next_fetch_at - binding.last_check_at == interval
-    assert not binding.fetch_runs.exists() and not FetchDay.objects.exists()
+    assert not binding.fetch_runs.exists()
+    assert not FetchDay.objects.exists()
 
 
 def test_the_first_poll_writes_history_and_learns_there_is_nothing_to_read(empty_pop):
@@ -82,8 +88,10 @@ def test_the_first_poll_writes_history_and_learns_there_is_nothing_to_read(empty
 
     [run] = poll()
     binding.refresh_from_db()
-    assert run.pk is not None and run.outcome == FetchOutcome.OK  # new -> OK is worth a row
-    assert binding.state == BindingState.OK and not binding.fetch_rows
+    assert run.pk is not None
+    assert run.outcome == FetchOutcome.OK
+    assert binding.state == BindingState.OK
+    assert not binding.fetch_rows
 
     due(binding)
     with CaptureQueriesContext(connection) as queries:
@@ -97,8 +105,10 @@ def test_a_failure_writes_history_and_the_days_totals(empty_pop):
     due(binding, fetch_rows=False)
     [run] = poll()
     binding.refresh_from_db()
-    assert run.pk is not None and run.outcome == FetchOutcome.AUTH_FAILED
-    assert binding.state == BindingState.NEEDS_ATTENTION and binding.lease_token is None
+    assert run.pk is not None
+    assert run.outcome == FetchOutcome.AUTH_FAILED
+    assert binding.state == BindingState.NEEDS_ATTENTION
+    assert binding.lease_token is None
     assert FetchDay.objects.get(binding=binding).failures == 1
 
 
@@ -108,7 +118,8 @@ def test_mail_that_arrives_is_fetched_with_history_then_polls_are_empty_again(is
     due(binding)
     with CaptureQueriesContext(connection) as queries:
         [run] = poll()
-    assert len(queries) == 2 and run.pk is None  # Dovecot, empty mailbox: STAT 0, QUIT
+    assert len(queries) == 2
+    assert run.pk is None
 
     messages = [b"Subject: arrived %d\n\nhello\n" % i for i in range(3)]
     for raw in messages:
@@ -125,7 +136,8 @@ def test_mail_that_arrives_is_fetched_with_history_then_polls_are_empty_again(is
     due(binding)
     poll()  # STAT 0 with records: they are forgotten, the flag goes down
     binding.refresh_from_db()
-    assert not binding.fetch_rows and not SeenUidl.objects.filter(binding=binding).exists()
+    assert not binding.fetch_rows
+    assert not SeenUidl.objects.filter(binding=binding).exists()
     due(binding)
     with CaptureQueriesContext(connection) as queries:
         poll()
@@ -144,7 +156,9 @@ def test_a_keep_mode_mailbox_with_stored_mail_reads_its_records_and_fetches_noth
     for _ in range(2):
         due(binding)
         [run] = poll()
-        assert run.messages == 0 and run.outcome == FetchOutcome.OK
+        assert run.messages == 0
+        assert run.outcome == FetchOutcome.OK
     assert_exactly(binding, messages)
     binding.refresh_from_db()
-    assert binding.fetch_rows and binding.state == BindingState.OK
+    assert binding.fetch_rows
+    assert binding.state == BindingState.OK

@@ -39,10 +39,12 @@ def test_it_fetches_an_address_and_prints_a_summary(isp, make_binding):
 
     out = run_command(binding.account.address.upper())
 
-    assert binding.account.address in out and other.account.address not in out
+    assert binding.account.address in out
+    assert other.account.address not in out
     header, _rule, row = out.splitlines()[:3]
     assert header.split()[:3] == ["Account", "ISP", "account"]
-    assert "OK" in row and " 3 " in row
+    assert "OK" in row
+    assert " 3 " in row
     assert binding.fetch_runs.get().trigger == "command"
     assert_exactly(binding, messages)
     assert not other.fetch_runs.exists()

@@ -179,7 +179,8 @@ def test_it_records_status_counters_and_the_next_fetch(isp, make_binding):
     assert binding.messages_fetched == 3
     assert binding.bytes_fetched == run.bytes == 3 * len(b"Subject: 0\n\n12345\n")
     assert binding.next_fetch_at - binding.last_success_at == timedelta(minutes=7)
-    assert binding.lease_token is None and not binding.fetch_running
+    assert binding.lease_token is None
+    assert not binding.fetch_running
     assert (run.trigger, run.finished_at is not None) == ("manual", True)
 
 

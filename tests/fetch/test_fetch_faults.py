@@ -203,9 +203,11 @@ def test_a_password_the_server_echoes_back_is_never_stored(password, shown):
         run = binding_fetch(binding=binding)
     binding.refresh_from_db()
     assert run.outcome == FetchOutcome.AUTH_FAILED
-    assert shown in binding.last_error and shown in run.error
+    assert shown in binding.last_error
+    assert shown in run.error
     if len(password) > 1:
-        assert password not in binding.last_error and password not in run.error
+        assert password not in binding.last_error
+        assert password not in run.error
 
 
 def test_it_retries_a_busy_mailbox_as_transient():
@@ -280,7 +282,8 @@ def test_it_never_sends_a_password_with_a_line_break():
         run = binding_fetch(binding=binding)
     binding.refresh_from_db()
     assert run.outcome == FetchOutcome.AUTH_FAILED
-    assert "line break" in binding.last_error and "DELE" not in binding.last_error
+    assert "line break" in binding.last_error
+    assert "DELE" not in binding.last_error
     assert binding.state == BindingState.NEEDS_ATTENTION
     assert not {"PASS", "AUTH", "DELE"} & set(pop.commands())
 
@@ -329,7 +332,8 @@ def test_a_reply_that_runs_on_in_a_pipeline_stores_and_deletes_nothing_of_its_ba
         run = binding_fetch(binding=binding)
         binding.refresh_from_db()
         assert run.outcome == FetchOutcome.ERROR
-        assert run.messages == 0 and pop.deleted == []
+        assert run.messages == 0
+        assert pop.deleted == []
         assert stored_messages(binding) == []
         assert "fell out of step" in binding.last_error
         assert "one message at a time" in binding.last_error

@@ -69,8 +69,10 @@ def test_it_claims_exactly_the_due_bindings_and_takes_their_leases():
         assert (row.lease_token, row.lease_expires_at) == (lease.token, until)
         assert row.next_fetch_at == until  # the claim marker: due again when the lease expires
         assert str(row.lease_holder).split("|")[1] == str(__import__("os").getpid())
-        assert binding.account_id == row.account_id and binding.host == row.host
-        assert binding == row and binding.state == row.state
+        assert binding.account_id == row.account_id
+        assert binding.host == row.host
+        assert binding == row
+        assert binding.state == row.state
         # Only what a fetch reads comes with the claim; the rest loads when asked for.
         assert "smtp_host" in binding.get_deferred_fields()
         assert binding.smtp_port == row.smtp_port
@@ -105,7 +107,8 @@ def test_a_claimed_bindings_lease_fences_its_writes():
         pass
     second.release(state=BindingState.OK)
     binding.refresh_from_db()
-    assert binding.lease_token is None and binding.state == BindingState.OK
+    assert binding.lease_token is None
+    assert binding.state == BindingState.OK
 
 
 def test_fetch_now_waits_for_a_claimed_binding():
@@ -129,7 +132,8 @@ def test_the_claimer_fetches_into_the_maildir_and_writes_history(isp, make_bindi
     assert tasks.fetch_claim() == 1
 
     binding.refresh_from_db()
-    assert binding.state == BindingState.OK and binding.lease_token is None
+    assert binding.state == BindingState.OK
+    assert binding.lease_token is None
     run = binding.fetch_runs.get()
     assert (run.outcome, run.trigger, run.messages, run.deleted) == (
         FetchOutcome.OK,
@@ -217,7 +221,8 @@ def test_the_sqlite_claim_takes_each_row_once():
     ids = make_many(30, due=True)
     now = timezone.now()
     first, second = claimed_ids(now, 20), claimed_ids(now, 20)
-    assert len(first) == 20 and len(second) == 10
+    assert len(first) == 20
+    assert len(second) == 10
     assert sorted(first + second) == sorted(ids)
     token = Binding.objects.filter(pk=first[0]).values_list("lease_token", flat=True).get()
     assert token is not None
