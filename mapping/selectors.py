@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from django.conf import settings
-from django.db.models import QuerySet
+from django.db.models import QuerySet, Subquery
 from django.utils import timezone
 
 from .lease import unleased
@@ -73,21 +73,21 @@ class FetchLag:
 
 def fetch_lag(*, now: datetime | None = None) -> FetchLag:
     """The lag of the oldest due binding no fetch holds (enabled; never-fetched new ones by
-    their creation). Two index reads: the claim's partial index, and the new ones."""
+    their creation). One query: two ordered index reads as scalar subqueries (due bindings by
+    next_fetch_at, new ones by creation), evaluated once for the one row it reads."""
     now = now or timezone.now()
     due = Binding.objects.filter(enabled=True).filter(unleased(now))
-    oldest = (
-        due.filter(next_fetch_at__lte=now)
-        .order_by("next_fetch_at")
-        .values_list("next_fetch_at", flat=True)
+    oldest = due.filter(next_fetch_at__lte=now).order_by("next_fetch_at")
+    new = due.filter(next_fetch_at__isnull=True, state=BindingState.NEW).order_by("created_at")
+    row = (
+        Binding.objects.annotate(
+            oldest=Subquery(oldest.values("next_fetch_at")[:1]),
+            new=Subquery(new.values("created_at")[:1]),
+        )
+        .values_list("oldest", "new")
         .first()
     )
-    new = (
-        due.filter(next_fetch_at__isnull=True, state=BindingState.NEW)
-        .order_by("created_at")
-        .values_list("created_at", flat=True)
-        .first()
-    )
+    oldest, new = row or (None, None)  # no binding at all: nothing is behind
     since = min((t for t in (oldest, new) if t is not None), default=None)
     seconds = max(0.0, (now - since).total_seconds()) if since else 0.0
     return FetchLag(seconds, float(settings.FETCH_LAG_ACCEPTABLE_SECONDS))
