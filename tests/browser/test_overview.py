@@ -141,3 +141,26 @@ def test_it_walks_the_overview_with_a_failing_binding_and_quarantined_messages(
     page.get_by_role("link", name=domain.name).click()
     expect(page.locator("table").get_by_text("Needs attention")).to_have_count(1)
     screenshot(page, "account-list-badges")
+
+
+def test_it_says_in_words_when_fetching_falls_behind_schedule(page, screenshot, settings):
+    settings.FETCH_LAG_ACCEPTABLE_SECONDS = 120
+    admin = AdminAccountFactory(localpart="boss")
+    behind = BindingFactory(account=AccountFactory(domain=admin.domain, localpart="sales"))
+    Binding.objects.filter(pk=behind.pk).update(
+        state="ok", next_fetch_at=timezone.now() - timedelta(minutes=12)
+    )
+    page.goto("/login/")
+    page.get_by_label("Address or user name").fill(admin.address)
+    page.get_by_label("Password").fill(LOCAL_PASSWORD)
+    page.get_by_role("button", name="Log in").click()
+
+    banner = page.locator("#fetch-lag")
+    # A domain administrator cannot add workers: the words say who can.
+    expect(banner).to_contain_text("Fetching is 12 minutes behind schedule")
+    expect(banner).to_contain_text("new mail reaches the office late")
+    expect(banner).to_contain_text("Tell whoever runs this server")
+    screenshot(page, "overview-behind-schedule")
+    page.get_by_role("navigation", name="Toolbar").get_by_role("link", name="Domains").click()
+    expect(page.locator("#fetch-lag")).to_contain_text("12 minutes behind schedule")
+    screenshot(page, "domain-list-behind-schedule")
