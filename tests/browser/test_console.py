@@ -6,20 +6,13 @@ from playwright.sync_api import expect
 from accounts.models import Account
 from domains.models import Domain
 from mapping.models import Binding
-from tests.factories import LOCAL_PASSWORD
+from tests.browser.login import log_in
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 
-def _login(page, username: str) -> None:
-    page.goto("/login/")
-    page.get_by_label("Address or user name").fill(username)
-    page.get_by_label("Password").fill(LOCAL_PASSWORD)
-    page.get_by_role("button", name="Log in").click()
-
-
 def test_it_creates_a_map_domain_and_binds_an_account(page, superuser, screenshot):
-    _login(page, superuser.username)
+    log_in(page, superuser.username)
     page.get_by_role("link", name="New domain").click()
     page.get_by_label("Name").fill("Example.com")
     page.get_by_label("Domain type").select_option(label="Map mail server mode")

@@ -13,8 +13,8 @@ from playwright.sync_api import expect
 from audit import services as audit
 from devserver.processes import free_port
 from mailservice.models import RelayState, RelayStatus
+from tests.browser.login import log_in
 from tests.factories import (
-    LOCAL_PASSWORD,
     AccountFactory,
     AdminAccountFactory,
     BindingFactory,
@@ -29,13 +29,6 @@ REFUSED = (
     "password (or SMTP password) of the remote POP3 account marked Outgoing relay. "
     "2 messages wait."
 )
-
-
-def _login(page, username: str) -> None:
-    page.goto("/login/")
-    page.get_by_label("Address or user name").fill(username)
-    page.get_by_label("Password").fill(LOCAL_PASSWORD)
-    page.get_by_role("button", name="Log in").click()
 
 
 @pytest.fixture
@@ -58,7 +51,7 @@ def test_the_audit_log_filters_by_what_happened(page, office, superuser, screens
     for _ in range(2):
         audit.record("boss@example.com", "login.failed", domain=office["domain"], ip="198.51.100.7")
     audit.record("manage.py rotate_isp_keys", "keys.rotated", detail="3 bindings re-encrypted")
-    _login(page, office["admin"].address)
+    log_in(page, office["admin"].address)
     page.get_by_role("navigation", name="Toolbar").get_by_role("link", name="Audit log").click()
     table = page.locator("#audit-events")
     expect(table).to_contain_text("Remote POP3 account changed")
@@ -74,7 +67,7 @@ def test_the_audit_log_filters_by_what_happened(page, office, superuser, screens
     screenshot(page, "audit-log-filtered")
 
     page.context.clear_cookies()
-    _login(page, superuser.username)
+    log_in(page, superuser.username)
     page.goto("/audit/")
     page.get_by_label("Domain").select_option(label="Server-wide (no domain)")
     page.get_by_role("button", name="Filter").click()
@@ -84,7 +77,7 @@ def test_the_audit_log_filters_by_what_happened(page, office, superuser, screens
 
 
 def test_the_wizard_warns_before_finish_without_a_successful_detect(page, office, screenshot):
-    _login(page, office["admin"].address)
+    log_in(page, office["admin"].address)
     page.goto(f"/domains/{office['domain'].pk}/accounts/new/")
     page.get_by_label("Account", exact=True).fill("sales")
     page.get_by_label("Password", exact=True).fill("Office-Local-4711")
@@ -112,7 +105,7 @@ def test_the_wizard_warns_before_finish_without_a_successful_detect(page, office
 
 def test_403_and_404_are_styled_pages_with_a_way_back(page, office, screenshot):
     other = DomainFactory(name="other.example")
-    _login(page, office["admin"].address)
+    log_in(page, office["admin"].address)
     response = page.goto(f"/domains/{other.pk}/accounts/")
     assert response.status == 404
     expect(page.get_by_role("heading", name="Page not found")).to_be_visible()
@@ -122,7 +115,7 @@ def test_403_and_404_are_styled_pages_with_a_way_back(page, office, screenshot):
     expect(page.get_by_role("heading", name="Overview")).to_be_visible()
 
     page.context.clear_cookies()
-    _login(page, office["support"].address)
+    log_in(page, office["support"].address)
     response = page.goto("/domains/")
     assert response.status == 403
     expect(page.get_by_role("heading", name="Not allowed")).to_be_visible()
@@ -141,7 +134,7 @@ def test_a_failing_relay_shows_on_the_pop3_tab_and_on_me(page, office, screensho
         deferred=2,
         checked_at=timezone.now(),
     )
-    _login(page, office["admin"].address)
+    log_in(page, office["admin"].address)
     page.goto(f"/accounts/{office['support'].pk}/pop3/")
     row = page.locator(f"#binding-{office['binding'].pk}")
     expect(row.get_by_role("link", name="Relay failing")).to_be_visible()
@@ -152,7 +145,7 @@ def test_a_failing_relay_shows_on_the_pop3_tab_and_on_me(page, office, screensho
     screenshot(page, "pop3-remote-relay-failing")
 
     page.context.clear_cookies()
-    _login(page, office["support"].address)
+    log_in(page, office["support"].address)
     expect(page.get_by_role("heading", name="My mailbox: support@example.com")).to_be_visible()
     status = page.locator("#relay-status")
     expect(status.get_by_role("alert")).to_contain_text(
@@ -163,7 +156,7 @@ def test_a_failing_relay_shows_on_the_pop3_tab_and_on_me(page, office, screensho
 
 
 def test_the_alert_settings_page_keeps_the_secret_write_only(page, office, screenshot):
-    _login(page, office["admin"].address)
+    log_in(page, office["admin"].address)
     page.goto(f"/domains/{office['domain'].pk}/accounts/")
     page.get_by_role("navigation", name="Toolbar").get_by_role("link", name="Alerts").click()
     page.get_by_label("Alert after (minutes)").fill("15")

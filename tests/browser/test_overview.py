@@ -14,7 +14,8 @@ from domains.models import Security
 from mailservice.models import RelayState, RelayStatus
 from mapping.fetch import binding_fetch
 from mapping.models import Binding, FetchDay, LeavePolicy, QuarantineState
-from tests.factories import LOCAL_PASSWORD, AccountFactory, AdminAccountFactory, BindingFactory
+from tests.browser.login import log_in
+from tests.factories import AccountFactory, AdminAccountFactory, BindingFactory
 from tests.fetch.conftest import assert_exactly
 from tests.servers.faultpop import FaultPop
 
@@ -72,10 +73,7 @@ def test_it_walks_the_overview_with_a_failing_binding_and_quarantined_messages(
             last_error="The ISP refused the relay login of support-isp (535 5.7.8).",
         )  # fmt: skip
 
-        page.goto("/login/")
-        page.get_by_label("Address or user name").fill(admin.address)
-        page.get_by_label("Password").fill(LOCAL_PASSWORD)
-        page.get_by_role("button", name="Log in").click()
+        log_in(page, admin.address)
 
         # The console's home is the Overview.
         expect(page.get_by_role("heading", name="Overview")).to_be_visible()
@@ -150,10 +148,7 @@ def test_it_says_in_words_when_fetching_falls_behind_schedule(page, screenshot, 
     Binding.objects.filter(pk=behind.pk).update(
         state="ok", next_fetch_at=timezone.now() - timedelta(minutes=12)
     )
-    page.goto("/login/")
-    page.get_by_label("Address or user name").fill(admin.address)
-    page.get_by_label("Password").fill(LOCAL_PASSWORD)
-    page.get_by_role("button", name="Log in").click()
+    log_in(page, admin.address)
 
     banner = page.locator("#fetch-lag")
     # A domain administrator cannot add workers: the words say who can.

@@ -16,6 +16,7 @@ from playwright.sync_api import expect
 from accounts.models import Account
 from mapping.models import Binding, OAuthCredential
 from tests import factories
+from tests.browser.login import log_in
 from tests.oauth.conftest import (  # noqa: F401 - the OAuth servers, as fixtures here too
     auth,
     auth_server,
@@ -50,20 +51,13 @@ def admin(domain):
     return factories.AdminAccountFactory(domain=domain, localpart="boss")
 
 
-def log_in(page, admin) -> None:
-    page.goto("/login/")
-    page.get_by_label("Address or user name").fill(admin.address)
-    page.get_by_label("Password").fill(factories.LOCAL_PASSWORD)
-    page.get_by_role("button", name="Log in").click()
-
-
 def test_it_signs_a_mailbox_in_with_microsoft_and_fetches_it(
     console, admin, domain, auth, isp, screenshot
 ):
     page = console
     mailbox = new_mailbox(isp, b"Subject: one\n\nfirst\n", b"Subject: two\n\nsecond\n")
     account = factories.AccountFactory(domain=domain, localpart="alice")
-    log_in(page, admin)
+    log_in(page, admin.address)
     page.goto(f"/accounts/{account.pk}/pop3/")
     page.get_by_role("link", name="Add").click()
     page.get_by_label("ISP server address").fill("localhost")
@@ -117,7 +111,7 @@ def test_it_explains_a_refused_consent_in_the_browser(console, admin, domain, au
         auth_method="oauth2_microsoft",
     )
     auth.config(consent="deny")
-    log_in(page, admin)
+    log_in(page, admin.address)
     page.goto(f"/accounts/{account.pk}/pop3/")
     page.locator(f"#binding-{binding.pk}").get_by_role("button", name="Sign in again").click()
     expect(page.locator("#sign-in-problem")).to_contain_text("consent was refused")
@@ -136,7 +130,7 @@ def test_it_signs_in_with_a_code_when_no_browser_can_come_back(
         username="dave@contoso.test",
         auth_method="oauth2_microsoft",
     )
-    log_in(page, admin)
+    log_in(page, admin.address)
     page.goto(f"/accounts/{account.pk}/pop3/")
     page.locator(f"#binding-{binding.pk}").get_by_role("button", name="Sign in with a code").click()
     code = page.locator("#device-code").inner_text()
@@ -153,7 +147,7 @@ def test_it_signs_in_on_the_wizards_map_settings_step(
 ):
     page = console
     mailbox = new_mailbox(isp)
-    log_in(page, admin)
+    log_in(page, admin.address)
     page.goto(f"/domains/{domain.pk}/accounts/new/")
     page.get_by_label("Account", exact=True).fill(mailbox.partition("@")[0])
     page.get_by_label("Password", exact=True).fill("Office-Local-4711")

@@ -13,7 +13,8 @@ import pytest
 from playwright.sync_api import expect
 
 from accounts.models import Account
-from tests.factories import LOCAL_PASSWORD, AdminAccountFactory, DomainFactory
+from tests.browser.login import log_in
+from tests.factories import AdminAccountFactory, DomainFactory
 from tests.servers.dovecot import Dovecot
 from tests.servers.ispsmtp import FakeIspSmtp
 
@@ -53,10 +54,7 @@ def test_the_wizard_creates_an_account_after_detect_succeeds(
     )
     admin = AdminAccountFactory(domain=domain, localpart="boss")
 
-    page.goto("/login/")
-    page.get_by_label("Address or user name").fill(admin.address)
-    page.get_by_label("Password").fill(LOCAL_PASSWORD)
-    page.get_by_role("button", name="Log in").click()
+    log_in(page, admin.address)
     page.goto(f"/domains/{domain.pk}/accounts/")
 
     # The toolbar's "Account" button opens the Account creation wizard.

@@ -12,7 +12,8 @@ from playwright.sync_api import expect
 from mapping import tasks
 from mapping.fetch import binding_fetch
 from mapping.models import Binding
-from tests.factories import LOCAL_PASSWORD, AccountFactory
+from tests.browser.login import log_in
+from tests.factories import AccountFactory
 from tests.fetch.conftest import assert_exactly
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -36,10 +37,7 @@ def test_fetch_now_updates_the_row_and_the_history(
         threading.Timer(1.0, run).start()
 
     monkeypatch.setattr(tasks.binding_fetch, "delay", worker)
-    page.goto("/login/")
-    page.get_by_label("Address or user name").fill(domain_admin.address)
-    page.get_by_label("Password").fill(LOCAL_PASSWORD)
-    page.get_by_role("button", name="Log in").click()
+    log_in(page, domain_admin.address)
     page.goto(reverse("binding-list", args=[binding.account_id]))
     row = page.locator(f"#binding-{binding.pk}")
     expect(row).to_contain_text("Not fetched yet")

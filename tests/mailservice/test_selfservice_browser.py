@@ -7,6 +7,7 @@ from playwright.sync_api import expect
 
 from accounts.models import Account
 from tests import factories
+from tests.browser.login import log_in
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -17,10 +18,7 @@ def test_it_lets_an_employee_change_the_local_password(page, settings, screensho
     account = factories.AccountFactory(domain=domain, localpart="support")
     factories.BindingFactory(account=account, username="isp-support-7731")
 
-    page.goto("/login/")
-    page.get_by_label("Address or user name").fill("support@example.com")
-    page.get_by_label("Password").fill(factories.LOCAL_PASSWORD)
-    page.get_by_role("button", name="Log in").click()
+    log_in(page, "support@example.com")
 
     expect(page.get_by_role("heading", name="My mailbox: support@example.com")).to_be_visible()
     expect(page.get_by_text("isp-support-7731 on mail.isp.example")).to_be_visible()
