@@ -18,7 +18,7 @@ from .auth import (
     check_value,
     require_verified_tls,
 )
-from .client import Batch, Client, Message, Security, TlsInfo
+from .client import Batch, Client, Message, Security
 from .errors import (
     Pop3AuthError,
     Pop3ConnectError,
@@ -33,6 +33,7 @@ from .errors import (
     redact,
 )
 from .protocol import BatchProof, Status
+from .session import TlsInfo
 
 __all__ = [
     "Apop",

@@ -24,30 +24,11 @@ import hashlib
 import ssl
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Protocol
 
 from ..oauth import sasl
 from .errors import Pop3AuthError, Pop3NotSecureError, Pop3OAuthError, Pop3ProtocolError, redact
 from .protocol import Status
-
-if TYPE_CHECKING:
-    from .client import TlsInfo  # the client imports this module
-
-
-class Session(Protocol):
-    """What an Authenticator may use of a connected ``pop3.Client`` (and nothing else)."""
-
-    host: str
-    port: int
-    server_hostname: str
-    apop_timestamp: str | None
-
-    @property
-    def ssl_context(self) -> ssl.SSLContext: ...
-
-    def request(self, line: str) -> Status: ...
-
-    def tls_info(self) -> TlsInfo | None: ...
+from .session import Session
 
 
 def check_value(what: str, value: str) -> str:

@@ -37,10 +37,8 @@ import ssl
 import time
 from collections import deque
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
 from enum import StrEnum
 from itertools import islice
-from typing import Any
 
 from .auth import Apop, Authenticator, SaslPlain, UserPass
 from .errors import (
@@ -66,6 +64,7 @@ from .protocol import (
     Status,
     size_words,
 )
+from .session import TlsInfo
 
 
 class Security(StrEnum):
@@ -74,31 +73,6 @@ class Security(StrEnum):
     SSL = "ssl"
     STARTTLS = "starttls"
     NONE = "none"
-
-
-@dataclass(frozen=True)
-class TlsInfo:
-    """What a completed TLS handshake negotiated, as ``Client.tls_info()`` returns it."""
-
-    version: str  # "TLSv1.3"
-    cipher: str  # "TLS_AES_256_GCM_SHA384"
-    # ssl.SSLSocket.getpeercert(): empty when the caller's context did not verify.
-    peer_cert: dict[str, Any] = field(repr=False)
-    peer_cert_der: bytes | None = field(repr=False)
-
-    @classmethod
-    def of(cls, sock: ssl.SSLSocket) -> TlsInfo | None:
-        """Read it from a socket; None until the handshake has completed."""
-        version = sock.version()
-        if version is None:
-            return None
-        cipher = sock.cipher()
-        return cls(
-            version=version,
-            cipher=cipher[0] if cipher else "",
-            peer_cert=sock.getpeercert() or {},
-            peer_cert_der=sock.getpeercert(binary_form=True),
-        )
 
 
 class _Progress:
