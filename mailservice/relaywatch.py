@@ -432,18 +432,19 @@ class RelayWatchThread(threading.Thread):
     def __init__(self, *, postfix_dir: str | Path, mail_root: str | Path, interval: float) -> None:
         super().__init__(name="relay-watch", daemon=True)
         self.postfix_dir, self.mail_root, self.interval = postfix_dir, mail_root, interval
-        self._stop = threading.Event()
+        # Not `_stop`: threading.Thread has a method of that name, which join() calls.
+        self._halt = threading.Event()
 
     def run(self) -> None:
         try:
-            while not self._stop.wait(self.interval):
+            while not self._halt.wait(self.interval):
                 close_old_connections()
                 relay_watch_pass_logged(postfix_dir=self.postfix_dir, mail_root=self.mail_root)
         finally:
             connection.close()
 
     def stop(self) -> None:
-        self._stop.set()
+        self._halt.set()
         self.join(timeout=30)
 
 

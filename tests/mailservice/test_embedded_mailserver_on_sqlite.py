@@ -95,6 +95,28 @@ def test_it_lets_dovecot_read_the_private_sqlite_database(base_dir):
         assert _imap_login(base + 143, "support@example.com", "Local-1")[0] == "OK"
         assert (var / "aamail.sqlite3").stat().st_mode & 0o777 == 0o640  # group, not world
     finally:
+        # The mailserver alone, as an operator's Ctrl-C or `kill` reaches it: it stops its
+        # Dovecot and Postfix itself (a crash on the way out once left both running).
         with contextlib.suppress(ProcessLookupError):
-            os.killpg(server.pid, signal.SIGTERM)
+            os.kill(server.pid, signal.SIGTERM)
         server.wait(timeout=60)
+    output = log.read_text()
+    assert server.returncode == 0, output
+    assert output.rstrip().endswith("stopped"), output
+    assert not _dovecots_reading(var), "Dovecot was left running"
+    postfix = subprocess.run(
+        ["postfix", "-c", str(var / "mail-config" / "postfix"), "status"],
+        capture_output=True, text=True, timeout=30,
+    )  # fmt: skip
+    assert postfix.returncode != 0, f"Postfix was left running: {postfix.stderr}"
+
+
+def _dovecots_reading(under: Path) -> list[int]:
+    """Dovecot masters whose configuration lies under `under` (from /proc)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        with contextlib.suppress(OSError):
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+            if argv[0].endswith(b"dovecot") and str(under).encode() in b" ".join(argv):
+                found.append(int(entry.name))
+    return found
