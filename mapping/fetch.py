@@ -265,7 +265,8 @@ class _Fetch:
     def _settle_earlier_runs(self) -> None:
         """What earlier runs left: tmp/ files, intents, an unfinished history row, records."""
         self._writer().cleanup_tmp()
-        status.runs_interrupted_close(self.binding.pk)
+        if self.run.pk is None:  # a claimed run; one with its row open closed them already
+            status.runs_interrupted_close(self.binding.pk)
         seen.intents_reconcile(self.lease, self.writer)
         self.seen = seen.seen_load(self.binding.pk)
 

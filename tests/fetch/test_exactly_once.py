@@ -129,3 +129,19 @@ def test_it_closes_the_history_of_runs_that_were_killed(fetched):
     assert "Interrupted" in killed.error
     fetched.refresh_from_db()
     assert fetched.state == BindingState.OK
+
+
+def test_a_fetch_in_progress_keeps_its_own_history_row_running(isp, fetched):
+    # The console shows a Fetch now's row while it runs: closing killed runs' rows at the
+    # start must not close this run's own.
+    isp.deliver(fetched.username, b"Subject: later\n\nnew\n")
+    seen = []
+
+    def progress(done: int, total: int, size: int) -> None:
+        seen.append(FetchRun.objects.filter(binding=fetched).latest("started_at").outcome)
+
+    run = binding_fetch(binding=fetched, progress=progress)
+
+    assert run.messages == 1
+    assert seen
+    assert set(seen) == {FetchOutcome.RUNNING}
