@@ -7,16 +7,16 @@ Two sources, each where it is true (mapping/metrics.py says why):
   ``MultiProcessCollector``, so every worker process's fetches count, whichever web
   process answers the scrape;
 - gauges of state (bindings by state, fetches running, the due-but-not-started backlog
-  and the lag of the oldest due binding, set-aside messages, the outgoing relay) come from
-  one aggregate query per scrape, so they are right whatever process answers.
+  set-aside messages, the outgoing relay) come from one aggregate query per scrape, and
+  the lag of the oldest due binding from ``mapping.selectors.fetch_lag`` (what the console
+  says), so they are right whatever process answers.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 
-from django.conf import settings
-from django.db.models import Count, Min, Q
+from django.db.models import Count, Q
 from django.utils import timezone
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily
@@ -25,6 +25,7 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from mapping.lease import unleased
 from mapping.metrics import metrics_directory
 from mapping.models import Binding, BindingState, QuarantinedMessage, QuarantineState
+from mapping.selectors import fetch_lag
 
 from .selectors import relay_totals
 
@@ -44,8 +45,6 @@ class DatabaseCollector:
             "disabled": Count("pk", filter=Q(enabled=False)),
             "running": Count("pk", filter=Q(lease_token__isnull=False, lease_expires_at__gte=now)),
             "backlog": Count("pk", filter=overdue | new_due),
-            "oldest_due": Min("next_fetch_at", filter=overdue),
-            "oldest_new": Min("created_at", filter=new_due),
         }
         aggregates |= relay_totals()
         row = Binding.objects.aggregate(**aggregates)
@@ -65,17 +64,17 @@ class DatabaseCollector:
             "Enabled bindings whose fetch is due and not started (not claimed, no lease).",
             value=row["backlog"],
         )
-        oldest = min((t for t in (row["oldest_due"], row["oldest_new"]) if t), default=None)
+        lag = fetch_lag(now=now)  # the same figure as the console's banner
         yield GaugeMetricFamily(
             "aamail_fetch_lag_seconds",
             "How long the oldest due, not started binding has been due (0 when none).",
-            value=max(0.0, (now - oldest).total_seconds()) if oldest else 0.0,
+            value=lag.seconds,
         )
         yield GaugeMetricFamily(
             "aamail_fetch_lag_acceptable_seconds",
             "The lag the settings accept (FETCH_LAG_ACCEPTABLE_SECONDS); above it the console "
             "says fetching is behind schedule.",
-            value=float(settings.FETCH_LAG_ACCEPTABLE_SECONDS),
+            value=lag.acceptable,
         )
         held = QuarantinedMessage.objects.filter(state=QuarantineState.HELD).count()
         yield GaugeMetricFamily(
