@@ -24,6 +24,7 @@ kept between tasks by ``CELERY_DB_REUSE_MAX`` and ``CONN_MAX_AGE`` (docs/operati
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import queue
 import threading
@@ -89,6 +90,15 @@ class _Sessions:
             thread.join()
 
 
+def _ended_meanwhile(done: queue.SimpleQueue[str]) -> list[str]:
+    """The outcomes of every other session that ended while the claimer waited."""
+    ended = []
+    with contextlib.suppress(queue.Empty):
+        while True:
+            ended.append(done.get_nowait())
+    return ended
+
+
 def claimer_run(*, sessions: int | None = None, seconds: float | None = None) -> ClaimerReport:
     """Claim and fetch due bindings with up to `sessions` at once, for up to `seconds`."""
     sessions = max(1, int(sessions or settings.FETCH_SESSIONS_PER_PROCESS))
@@ -120,18 +130,13 @@ def claimer_run(*, sessions: int | None = None, seconds: float | None = None) ->
             # bindings falling due meanwhile are claimed without waiting for one.
             timeout = None if free - claimed <= 0 else 1.0
             try:
-                outcome = pool.done.get(timeout=timeout)
+                ended = [pool.done.get(timeout=timeout)]
             except queue.Empty:
                 continue
-            busy, report.fetched = busy - 1, report.fetched + 1
-            report.outcomes[outcome] += 1
-            while True:  # every other session that ended meanwhile
-                try:
-                    outcome = pool.done.get_nowait()
-                except queue.Empty:
-                    break
-                busy, report.fetched = busy - 1, report.fetched + 1
-                report.outcomes[outcome] += 1
+            ended += _ended_meanwhile(pool.done)
+            busy -= len(ended)
+            report.fetched += len(ended)
+            report.outcomes.update(ended)
     finally:
         pool.close()
         report.seconds = time.monotonic() - started
