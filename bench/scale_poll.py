@@ -170,21 +170,21 @@ def _db_counters(conn: psycopg.Connection) -> dict:
     return {"xact_commit": row[0], "xact_rollback": row[1], "sessions": row[2]}
 
 
-def _statements(conn: psycopg.Connection) -> list[tuple[str, int, bool]]:
-    """(normalised text, calls, top level) of every statement run in the database.
+def _statements(conn: psycopg.Connection) -> list[tuple[str, int, bool, int]]:
+    """(normalised text, calls, top level, rows) of every statement run in the database.
 
     Top level = sent by a client; nested = run inside a function or trigger (the mailmap
     trigger's query, the foreign-key checks of an INSERT), counted apart.
     """
     rows = conn.execute(
-        f"""{TAG} SELECT query, calls, toplevel FROM pg_stat_statements s
+        f"""{TAG} SELECT query, calls, toplevel, rows FROM pg_stat_statements s
             JOIN pg_database d ON d.oid = s.dbid
             WHERE d.datname = current_database() AND query NOT LIKE %s
               AND query NOT LIKE '%%pg_stat_statements%%'
             ORDER BY calls DESC""",
         [f"%{TAG}%"],
     ).fetchall()
-    return [(" ".join(q.split())[:160], calls, top) for q, calls, top in rows]
+    return [(" ".join(q.split())[:160], calls, top, n) for q, calls, top, n in rows]
 
 
 def _done(conn: psycopg.Connection) -> tuple[int, int]:
@@ -196,11 +196,12 @@ def _done(conn: psycopg.Connection) -> tuple[int, int]:
     return row[0], row[1]
 
 
-def _releases(top: list[tuple[str, int, bool]]) -> int:
-    """Status writes that ended a poll (the fenced release UPDATE), from pg_stat_statements."""
+def _releases(top: list[tuple[str, int, bool, int]]) -> int:
+    """Bindings given back at the end of a poll (rows of the fenced release UPDATEs, one or
+    a claimer's batch per statement), from pg_stat_statements."""
     return sum(
-        calls
-        for query, calls, is_top in top
+        rows
+        for query, _, is_top, rows in top
         if is_top and query.startswith('UPDATE "mapping_binding"') and "last_check_at" in query
     )
 
@@ -307,7 +308,7 @@ class ProductRun:
     cpu_s: dict[str, float] = field(default_factory=dict)
     statements: int = 0  # sent by clients (top level)
     nested_statements: int = 0  # run by triggers and functions inside those
-    top_statements: list[tuple[str, int, bool]] = field(default_factory=list)
+    top_statements: list[tuple[str, int, bool, int]] = field(default_factory=list)
     db: dict[str, int] = field(default_factory=dict)
     tasks: dict[str, dict] = field(default_factory=dict)
     memory: list[dict] = field(default_factory=list)
@@ -374,8 +375,8 @@ def product_run(
             after_db = _db_counters(conn)
             run.db = {k: after_db[k] - before_db[k] for k in after_db}
             run.top_statements = _statements(conn)
-            run.statements = sum(calls for _, calls, top in run.top_statements if top)
-            run.nested_statements = sum(c for _, c, top in run.top_statements if not top)
+            run.statements = sum(calls for _, calls, top, _ in run.top_statements if top)
+            run.nested_statements = sum(c for _, c, top, _ in run.top_statements if not top)
             run.polls, run.failed = _done(conn)
             run.twice = max(0, _releases(run.top_statements) - run.polls)
             run.history_rows = conn.execute(

@@ -589,14 +589,15 @@ def _polls(results: dict, checks: list, ratios: list) -> list[str]:
 
 def _statement_breakdown(run: dict) -> list[str]:
     n = max(run["polls"], 1)
-    rows = [["per poll", "sent by", "statement (pg_stat_statements, normalised)"]]
-    for query, calls, top in run["top_statements"]:
-        if calls / n >= 0.5:
+    rows = [["per poll", "rows each", "sent by", "statement (pg_stat_statements, normalised)"]]
+    for query, calls, top, *affected in run["top_statements"]:
+        if calls / n >= 0.05:
             who = "client" if top else "trigger/FK"
-            rows.append([f"{calls / n:.2f}", who, query.replace("|", "\\|")[:130]])
+            each = f"{affected[0] / calls:.1f}" if affected and calls else ""
+            rows.append([f"{calls / n:.2f}", each, who, query.replace("|", "\\|")[:130]])
     return [
         f"Statements per empty poll with {_label(run)} processes x sessions (those run at least "
-        "every other poll; `trigger/FK` = run inside the mailmap trigger or a foreign-key "
+        "once per 20 polls; `trigger/FK` = run inside the mailmap trigger or a foreign-key "
         "check, not sent by the worker):",
         "",
         _table(rows, left=3),

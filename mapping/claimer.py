@@ -17,6 +17,11 @@ same code as a single fetch (design.md's contract is proven once); a session mos
 on sockets, which releases the GIL, and fsync/rename already run on the fetch's
 ``Syncer`` threads. Memory per session stays what a fetch takes (bodies are streamed).
 
+An empty poll's release (its status and the lease given back) is not written by its
+session: the claimer writes the releases that ended meanwhile in one statement just before
+its next claim (``status.QuietReleases``), so an empty poll costs a fraction of a statement
+and of a commit, not one of each.
+
 Each session thread keeps one persistent database connection for the claimer's life and
 closes it when the claimer ends; the claimer's own connection (the claims) is the task's,
 kept between tasks by ``CELERY_DB_REUSE_MAX`` and ``CONN_MAX_AGE`` (docs/operations.md).
@@ -36,7 +41,7 @@ from django.conf import settings
 from django.db import connection
 from django.utils import timezone
 
-from . import claim, fetch, metrics
+from . import claim, fetch, metrics, status
 from .lease import Lease
 from .models import Binding
 
@@ -56,8 +61,9 @@ class ClaimerReport:
 class _Sessions:
     """A bounded set of session threads; each fetches one claimed binding at a time."""
 
-    def __init__(self, size: int) -> None:
+    def __init__(self, size: int, releases: status.QuietReleases) -> None:
         self.size = size
+        self.releases = releases
         self.inbox: queue.SimpleQueue[tuple[Binding, Lease] | None] = queue.SimpleQueue()
         self.done: queue.SimpleQueue[str] = queue.SimpleQueue()
         self.threads: list[threading.Thread] = []
@@ -74,7 +80,9 @@ class _Sessions:
             while (job := self.inbox.get()) is not None:
                 binding, lease = job
                 try:
-                    outcome = fetch.binding_fetch(binding=binding, lease=lease).outcome
+                    outcome = fetch.binding_fetch(
+                        binding=binding, lease=lease, releases=self.releases
+                    ).outcome
                 except Exception:  # a bug: recorded on the binding by the fetch; go on
                     logger.exception("fetch of binding %s stopped unexpectedly", binding.pk)
                     connection.close()  # a connection in an unknown state is not reused
@@ -107,7 +115,8 @@ def claimer_run(*, sessions: int | None = None, seconds: float | None = None) ->
     # so an empty poll's share of a claim stays a fraction of a statement.
     batch = max(1, sessions // 4)
     metrics.metrics_prepare()
-    report, pool, busy = ClaimerReport(), _Sessions(sessions), 0
+    releases = status.QuietReleases()
+    report, pool, busy = ClaimerReport(), _Sessions(sessions, releases), 0
     started = time.monotonic()
     deadline, last_claim = started + budget, 0.0
     try:
@@ -117,6 +126,7 @@ def claimer_run(*, sessions: int | None = None, seconds: float | None = None) ->
             claimed = 0
             wants = free >= batch or busy == 0 or now - last_claim >= 1.0
             if now < deadline and free and wants:
+                releases.flush()  # the empty polls that ended: one statement with the claim's
                 rows = claim.bindings_claim(timezone.now(), free)
                 report.claims += 1
                 last_claim = now
@@ -137,7 +147,10 @@ def claimer_run(*, sessions: int | None = None, seconds: float | None = None) ->
             busy -= len(ended)
             report.fetched += len(ended)
             report.outcomes.update(ended)
+            if now >= deadline:
+                releases.flush()  # no claim is coming to take them along: write them now
     finally:
         pool.close()
+        releases.flush()
         report.seconds = time.monotonic() - started
     return report

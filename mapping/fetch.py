@@ -91,6 +91,7 @@ def binding_fetch(
     trigger: str = "schedule",
     progress: Progress | None = None,
     lease: Lease | None = None,
+    releases: status.QuietReleases | None = None,
 ) -> FetchRun:
     """Fetch one ISP mailbox into its account's Maildir; return the run's history row.
 
@@ -104,7 +105,8 @@ def binding_fetch(
     ``lease``: the binding was claimed (``mapping.claim``) and ``binding`` is the row the
     claim returned; the fetch then asks the database nothing before it talks to the ISP, and
     writes a history row only when something happened (mail, a failure, a change of
-    state). Without it (Fetch now, ``manage.py fetch``) the fetch takes the lease itself and
+    state); ``releases`` (a claimer's) then takes an empty poll's release to write it with
+    others. Without it (Fetch now, ``manage.py fetch``) the fetch takes the lease itself and
     its history row exists from the start, for the console's progress.
     """
     claimed = lease is not None
@@ -133,7 +135,7 @@ def binding_fetch(
             raise
         _fail(lease, run, job, *failure)
     else:
-        _succeed(lease, run, job, binding, note)
+        _succeed(lease, run, job, binding, note, releases)
     return run
 
 
@@ -174,7 +176,14 @@ def _failure_words(exc: BaseException) -> str:
     return str(exc)
 
 
-def _succeed(lease: Lease, run: FetchRun, job: _Fetch, binding: Binding, note: str) -> None:
+def _succeed(
+    lease: Lease,
+    run: FetchRun,
+    job: _Fetch,
+    binding: Binding,
+    note: str,
+    releases: status.QuietReleases | None = None,
+) -> None:
     next_in = timedelta(minutes=binding.fetch_interval_minutes) if not job.left else timedelta()
     try:
         status.record_success(
@@ -185,6 +194,7 @@ def _succeed(lease: Lease, run: FetchRun, job: _Fetch, binding: Binding, note: s
             one_at_a_time=job.one_at_a_time_next,
             rows_left=bool(job.seen),
             quiet=binding.state == BindingState.OK,
+            releases=releases,
         )
     except LeaseLostError:
         status.record_lost(run)

@@ -16,11 +16,12 @@ fence").
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -135,28 +136,10 @@ class Lease:
             self._extend()
 
     def release(self, **fields: object) -> None:
-        """Give the binding back with its new status: one fenced UPDATE in autocommit (the
-        end of an empty poll, issue 13). Raises ``LeaseLostError`` like every fence.
-
-        Plain values only (no F()). Written in SQL from the fields' own conversions: the
-        ORM's query building cost more CPU than the statement itself, on every poll.
-        """
-        values = {"lease_token": None, "lease_expires_at": None, "lease_holder": "", **fields}
-        meta, ops = Binding._meta, connection.ops
-        sets, params = [], []
-        for name, value in values.items():
-            column = meta.get_field(name)
-            sets.append(f"{ops.quote_name(column.column)} = %s")
-            params.append(column.get_db_prep_save(value, connection))
-        token = meta.get_field("lease_token").get_db_prep_value(self.token, connection)
-        # Names from the model's meta, every value a parameter.
-        table, where = ops.quote_name(meta.db_table), f"{ops.quote_name('id')} = %s"
-        where += f" AND {ops.quote_name('lease_token')} = %s"
-        sql = f"UPDATE {table} SET {', '.join(sets)} WHERE {where}"  # noqa: S608
-        with connection.cursor() as cursor:
-            cursor.execute(sql, [*params, self.binding_id, token])
-            if cursor.rowcount != 1:
-                raise LeaseLostError
+        """Give the binding back with its new status: one fenced UPDATE in autocommit.
+        Raises ``LeaseLostError`` like every fence. Plain values only (no F())."""
+        if leases_release([(self, fields)]):
+            raise LeaseLostError
 
     @contextmanager
     def fenced(self, **fields: object) -> Iterator[None]:
@@ -168,6 +151,78 @@ class Lease:
         with transaction.atomic():
             self._extend(**fields)
             yield
+
+
+def leases_release(releases: Sequence[tuple[Lease, dict[str, object]]]) -> list[Lease]:
+    """Give many bindings back at once, each with its own status; return the leases found
+    lost (the fence failed: somebody took the binding over), whose rows were left alone.
+
+    Issue 13: the end of an empty poll. On PostgreSQL one ``UPDATE … FROM unnest(…)`` for
+    the batch: one statement, one commit and one firing of the mailmap trigger, however many
+    polls ended. Elsewhere one transaction of single-row UPDATEs (one commit). Written in
+    SQL from the fields' own conversions: the ORM's query building cost more CPU than the
+    statement. Plain values only (no F()); every entry names the same fields.
+    """
+    if not releases:
+        return []
+    cleared = {"lease_token": None, "lease_expires_at": None, "lease_holder": ""}
+    rows = [(lease, {**cleared, **fields}) for lease, fields in releases]
+    if connection.vendor == "postgresql":
+        released = _release_unnest(rows)
+        return [lease for lease, _ in rows if lease.binding_id not in released]
+    lost = []
+    together = transaction.atomic() if len(rows) > 1 else contextlib.nullcontext()
+    with together, connection.cursor() as cursor:
+        for lease, values in rows:
+            sql, params = _release_one(lease, values)
+            cursor.execute(sql, params)
+            if cursor.rowcount != 1:
+                lost.append(lease)
+    return lost
+
+
+def _prep(name: str, value: object) -> object:
+    return Binding._meta.get_field(name).get_db_prep_save(value, connection)
+
+
+def _release_one(lease: Lease, values: dict[str, object]) -> tuple[str, list[object]]:
+    """One binding's fenced UPDATE (names from the model's meta, every value a parameter)."""
+    meta, ops = Binding._meta, connection.ops
+    sets = [f"{ops.quote_name(meta.get_field(name).column)} = %s" for name in values]
+    params = [_prep(name, value) for name, value in values.items()]
+    token = meta.get_field("lease_token").get_db_prep_value(lease.token, connection)
+    table = ops.quote_name(meta.db_table)
+    sql = f"UPDATE {table} SET {', '.join(sets)} WHERE id = %s AND lease_token = %s"  # noqa: S608
+    return sql, [*params, lease.binding_id, token]
+
+
+def _release_unnest(rows: list[tuple[Lease, dict[str, object]]]) -> set[int]:
+    """PostgreSQL: the batch in one statement; a value the batch shares is one parameter,
+    the others one array each. Returns the ids released."""
+    meta = Binding._meta
+    names = list(rows[0][1])
+    arrays = [("id", meta.pk.rel_db_type(connection), [lease.binding_id for lease, _ in rows])]
+    arrays.append(("token", "uuid", [lease.token for lease, _ in rows]))
+    sets, shared = [], []
+    for name in names:
+        column = meta.get_field(name).column
+        values = [_prep(name, row[name]) for _, row in rows]
+        if all(value == values[0] for value in values):
+            sets.append(f'"{column}" = %s')
+            shared.append(values[0])
+        else:
+            sets.append(f'"{column}" = r."{column}"')
+            arrays.append((column, meta.get_field(name).db_type(connection), values))
+    casts = ", ".join(f"%s::{db_type}[]" for _, db_type, _ in arrays)
+    labels = ", ".join(f'"{label}"' for label, _, _ in arrays)
+    sql = (
+        f'UPDATE "{meta.db_table}" AS b SET {", ".join(sets)} '  # noqa: S608 (names from meta)
+        f"FROM unnest({casts}) AS r({labels}) "
+        "WHERE b.id = r.id AND b.lease_token = r.token RETURNING b.id"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [*shared, *(values for _, _, values in arrays)])
+        return {row[0] for row in cursor.fetchall()}
 
 
 def lease_acquire(binding_id: int) -> Lease | Holder:

@@ -7,6 +7,7 @@ a fetch that lost its lease closes its own history row and leaves the binding al
 from __future__ import annotations
 
 import contextlib
+import queue
 from datetime import timedelta
 
 from django.db import IntegrityError, transaction
@@ -15,7 +16,7 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from . import daily, metrics
-from .lease import Holder, Lease
+from .lease import Holder, Lease, leases_release
 from .models import Binding, BindingState, FetchOutcome, FetchRun
 from .scheduler import backoff_seconds
 
@@ -89,6 +90,7 @@ def record_success(
     one_at_a_time: bool,
     rows_left: bool = True,
     quiet: bool = False,
+    releases: QuietReleases | None = None,
 ) -> None:
     """The run ended well: status OK, next fetch after the interval, lease released.
 
@@ -97,7 +99,9 @@ def record_success(
     ``rows_left``: UIDL records remain for the next fetch to read (``Binding.fetch_rows``).
     ``quiet``: the binding was OK before; a run that then opened no history row, stored,
     deleted and noted nothing, is an empty poll: one statement, the release, and no
-    history row (issue 13; /metrics still counts it, in this process).
+    history row (issue 13; /metrics still counts it, in this process). With ``releases``
+    (a claimer's) that statement is shared: the release waits there for the claimer to
+    write it with the others that ended meanwhile.
     """
     now = timezone.now()
     fields = dict(
@@ -112,12 +116,49 @@ def record_success(
         fetch_rows=rows_left,
     )
     if quiet and run.pk is None and not (run.messages or run.deleted or note):
-        lease.release(**fields)
         run.finished_at, run.outcome = now, FetchOutcome.OK
+        if releases is not None:
+            releases.add(lease, run, fields)  # observed when written
+            return
+        lease.release(**fields)  # LeaseLostError: the caller records the run as lost
         _observed(run)
         return
     with lease.fenced(**fields, lease_token=None, lease_expires_at=None, lease_holder=""):
         _finish_run(run, FetchOutcome.OK, note)
+
+
+class QuietReleases:
+    """Empty polls' releases waiting for their claimer to write them together (issue 13).
+
+    Session threads add; the claimer's thread flushes before each claim and when it stops,
+    in one statement (``lease.leases_release``). A release waits milliseconds, a second at
+    most; a claimer killed meanwhile leaves those leases to expire (the bindings are polled
+    again then: they were empty, nothing is lost or fetched twice).
+    """
+
+    def __init__(self) -> None:
+        self._waiting: queue.SimpleQueue[tuple[Lease, FetchRun, dict]] = queue.SimpleQueue()
+
+    def add(self, lease: Lease, run: FetchRun, fields: dict) -> None:
+        self._waiting.put((lease, run, fields))
+
+    def __len__(self) -> int:
+        return self._waiting.qsize()
+
+    def flush(self) -> int:
+        """Write every waiting release; a lost lease closes its run as lost. Returns how
+        many were written."""
+        batch = []
+        with contextlib.suppress(queue.Empty):
+            while True:
+                batch.append(self._waiting.get_nowait())
+        lost = {id(lease) for lease in leases_release([(lease, f) for lease, _, f in batch])}
+        for lease, run, _ in batch:
+            if id(lease) in lost:
+                record_lost(run)
+            else:
+                _observed(run)
+        return len(batch) - len(lost)
 
 
 def record_failure(

@@ -3,6 +3,7 @@ is written when something happened (mail, a failure, a change of state), not for
 
 from __future__ import annotations
 
+import uuid
 from datetime import timedelta
 
 import pytest
@@ -11,8 +12,16 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from domains.models import Security
-from mapping import claim, fetch
-from mapping.models import Binding, BindingState, FetchDay, FetchOutcome, LeavePolicy, SeenUidl
+from mapping import claim, claimer, fetch, status
+from mapping.models import (
+    Binding,
+    BindingState,
+    FetchDay,
+    FetchOutcome,
+    FetchRun,
+    LeavePolicy,
+    SeenUidl,
+)
 from tests.factories import BindingFactory
 from tests.fetch.conftest import assert_exactly
 from tests.servers.emptypop import EmptyPop
@@ -162,3 +171,55 @@ def test_a_keep_mode_mailbox_with_stored_mail_reads_its_records_and_fetches_noth
     binding.refresh_from_db()
     assert binding.fetch_rows
     assert binding.state == BindingState.OK
+
+
+def test_a_batch_of_releases_is_one_statement_and_a_lost_lease_is_left_alone(empty_pop):
+    bindings = [on_empty_pop(empty_pop) for _ in range(3)]
+    for binding in bindings:
+        due(binding, fetch_rows=False)
+    releases = status.QuietReleases()
+    claimed = claim.bindings_claim(timezone.now(), 50)
+    runs = [fetch.binding_fetch(binding=b, lease=lease, releases=releases) for b, lease in claimed]
+    assert len(releases) == 3
+    assert all(run.outcome == FetchOutcome.OK for run in runs)
+    assert Binding.objects.filter(lease_token__isnull=False).count() == 3  # not written yet
+    stolen = claimed[1][0].pk
+    thief = uuid.uuid4()  # the lease expired meanwhile and another claimer took the binding
+    Binding.objects.filter(pk=stolen).update(lease_token=thief, state=BindingState.RETRYING)
+
+    with CaptureQueriesContext(connection) as queries:
+        assert releases.flush() == 2
+    if connection.vendor == "postgresql":  # one statement for the batch (then the lost run)
+        writes = [q for q in statements(queries) if q.startswith('UPDATE "mapping_binding"')]
+        assert writes == statements(queries)[:1]
+
+    for binding in Binding.objects.filter(pk__in=[b.pk for b in bindings]):
+        if binding.pk == stolen:  # the new holder's row, untouched; our run closed as lost
+            assert (binding.lease_token, binding.state) == (thief, BindingState.RETRYING)
+            assert binding.fetch_runs.get().error.startswith("This fetch was stopped")
+        else:
+            assert binding.lease_token is None
+            assert binding.state == BindingState.OK
+            interval = timedelta(minutes=binding.fetch_interval_minutes)
+            assert binding.next_fetch_at - binding.last_check_at == interval
+            assert not binding.fetch_runs.exists()
+    assert len(releases) == 0
+    assert releases.flush() == 0
+
+
+@pytest.mark.django_db(transaction=True)  # the session threads have their own connections
+def test_a_claimer_writes_its_empty_polls_releases_a_batch_at_a_time(empty_pop):
+    bindings = [on_empty_pop(empty_pop) for _ in range(12)]
+    for binding in bindings:
+        due(binding, fetch_rows=False)
+    with CaptureQueriesContext(connection) as queries:  # the claimer's own connection
+        report = claimer.claimer_run(sessions=4, seconds=10)
+    assert report.outcomes == {"ok": 12}
+    released = [q["sql"] for q in queries.captured_queries if "lease_token = r.token" in q["sql"]]
+    if connection.vendor == "postgresql":
+        assert 1 <= len(released) <= report.claims  # several polls per statement
+        assert len(released) < 12
+    for binding in Binding.objects.all():
+        assert (binding.state, binding.lease_token) == (BindingState.OK, None)
+        assert binding.last_check_at is not None
+    assert not FetchRun.objects.exists()
