@@ -15,8 +15,8 @@ Claim variants (``VARIANTS``):
 
 - ``floor``: the single statement ``UPDATE … WHERE id IN (SELECT … ORDER BY next_fetch_at
   LIMIT n FOR UPDATE SKIP LOCKED) RETURNING id`` on ``scale_floor``;
-- ``floor-sql-binding``: the same statement on ``mapping_binding`` (its five indexes and
-  the mailmap trigger's transition tables are what differ);
+- ``floor-sql-binding``: the same statement on ``mapping_binding`` (its width, its three
+  other indexes and the mailmap trigger's transition tables are what differ);
 - ``floor-sql-binding-notrigger``: the same with the mailmap UPDATE trigger disabled;
 - ``stage2-shape``: the statement stage 2 needs on ``mapping_binding``: ``UPDATE … FROM``
   account and domain (not locked), ``RETURNING`` every column a fetch reads;
@@ -32,8 +32,9 @@ would; ``stage2-cycle-async`` does the same with ``synchronous_commit = off`` fo
 releases (a crash of PostgreSQL may lose the last few hundred milliseconds of them: those
 bindings are polled again once their lease expires); ``stage2-cycle-batched`` releases a
 whole batch with one statement (``RELEASE_BATCH_SQL``). ``product-cycle`` is the product's
-own: ``mapping.claim.bindings_claim``, then for every claimed binding the release an empty
-poll ends with (``Lease.release`` with the status fields, one fenced UPDATE in autocommit).
+own: ``mapping.claim.bindings_claim``, then the releases the claimed bindings' empty polls
+end with, written as a claimer writes them (``status.QuietReleases``: one fenced
+``UPDATE … FROM unnest`` for the batch, autocommit).
 
 Each claimer is its own process (``python -m bench.scale_claim serve``, Django set up on
 the claim database), driven by JSON lines on stdin/stdout, so concurrent claimers are

@@ -290,7 +290,8 @@ def _claims(results: dict, checks: list, ratios: list) -> list[str]:
     out = [
         f"### 1. Claims on PostgreSQL (shared server, database `{claim['database']}`)",
         "",
-        "One claimer, one claim from a reset table (every due row back, VACUUM), median of "
+        "One claimer, one claim from a reset table (CHECKPOINT, every due row back, VACUUM: "
+        "no variant pays full-page images the others do not), median of "
         "the repeats; ratio = variant / `floor` at the same size and limit.",
         "",
     ]

@@ -30,7 +30,7 @@ import uuid
 from datetime import datetime, timedelta
 from functools import cache
 
-from django.db import connection
+from django.db import connection, connections
 from django.db.models.base import ModelState
 
 from .lease import Holder, Lease, lease_seconds
@@ -55,12 +55,13 @@ _DUE = {
 }
 
 
-# What a fetch reads of its binding. The rest (the SMTP relay's settings, status texts,
-# counters) it only writes; reading one of them would cost one query (a deferred field).
+# What a fetch reads of its binding. The rest (the SMTP relay's settings, status texts and
+# times, counters) it only writes; reading one of them would cost one query (a deferred
+# field). No timestamp is read: Django's time-zone-aware loader parses each one in Python.
 _READ = (
     "id", "account", "host", "port", "security", "username", "password_encrypted",
     "auth_method", "leave_policy", "delete_after_days", "fetch_interval_minutes", "enabled",
-    "state", "consecutive_failures", "last_success_at", "retr_one_at_a_time",
+    "state", "consecutive_failures", "retr_one_at_a_time",
     "quarantine_entries", "fetch_rows",
 )  # fmt: skip
 
@@ -101,21 +102,22 @@ def _bindings(rows: list[tuple]) -> list[Binding]:
     with deferred fields, without running ``__init__`` per row: at thousands of rows per
     claim, ``__init__`` cost more than the statement. Fields not returned load on access.
     """
-    vendor = connection.vendor
+    vendor, alias = connection.vendor, connection.alias  # the proxy costs a lookup per use
     if vendor not in _CONVERTERS:
         _CONVERTERS[vendor] = _converters(vendor)
     names = [f.attname for f in _returned()]
     converters = _CONVERTERS[vendor]
+    real = connections[alias]  # the same connection, without the proxy's lookups
     made = []
     for row in rows:
         values = list(row)
         for index, functions in converters:
             for convert in functions:
-                values[index] = convert(values[index], None, connection)
+                values[index] = convert(values[index], None, real)
         binding = Binding.__new__(Binding)
         binding.__dict__.update(zip(names, values, strict=True))
         binding._state = ModelState()
-        binding._state.adding, binding._state.db = False, connection.alias
+        binding._state.adding, binding._state.db = False, alias
         made.append(binding)
     return made
 
