@@ -6,8 +6,9 @@
 Uses the project settings and whatever DATABASE_URL/MAIL_ROOT the environment gives.
 ``--expire-lease`` plays the passing of FETCH_LEASE_SECONDS after a kill -9 (the killed
 process cannot release its lease), so the test need not wait for it. ``--claim`` makes the
-binding due and fetches it the way a claimer does (issue 13): the claim takes the lease, the
-fetch runs with it (``mapping.claim``, ``binding_fetch(lease=…)``).
+binding due and fetches it with a claimer as a worker runs one (issue 13,
+``mapping.claimer.claimer_run``): the claim takes the lease, a session thread fetches with
+it, the claimer writes an empty poll's release.
 """
 
 from __future__ import annotations
@@ -49,18 +50,18 @@ def main(argv: list[str]) -> int:
 
         from django.utils import timezone
 
-        from mapping.claim import bindings_claim
+        from mapping.claimer import claimer_run
 
         due = timezone.now() - timedelta(seconds=1)
         Binding.objects.filter(pk=binding_id).update(next_fetch_at=due)
         print("fetching", flush=True)
-        claimed = bindings_claim(timezone.now(), 1)
-        if not claimed:
+        # A claimer as a worker runs it: its session thread fetches, it writes the release.
+        report = claimer_run(sessions=2, seconds=30)
+        if not report.fetched:
             print("done busy 0 nothing claimed", flush=True)
             return 0
-        [(binding, lease)] = claimed
-        run = binding_fetch(binding=binding, lease=lease)
-        print(f"done {run.outcome} {run.messages} {run.error}", flush=True)
+        outcome = next((o for o in report.outcomes if o != "ok"), "ok")
+        print(f"done {outcome} {report.fetched}", flush=True)
         return 0
     binding = Binding.objects.select_related("account__domain").get(pk=binding_id)
     print("fetching", flush=True)
