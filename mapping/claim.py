@@ -102,12 +102,12 @@ def _bindings(rows: list[tuple]) -> list[Binding]:
     with deferred fields, without running ``__init__`` per row: at thousands of rows per
     claim, ``__init__`` cost more than the statement. Fields not returned load on access.
     """
-    vendor, alias = connection.vendor, connection.alias  # the proxy costs a lookup per use
+    real = connections[connection.alias]  # the proxy would cost a lookup per use
+    vendor, alias = real.vendor, real.alias
     if vendor not in _CONVERTERS:
         _CONVERTERS[vendor] = _converters(vendor)
     names = [f.attname for f in _returned()]
     converters = _CONVERTERS[vendor]
-    real = connections[alias]  # the same connection, without the proxy's lookups
     made = []
     for row in rows:
         values = list(row)

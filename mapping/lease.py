@@ -170,12 +170,14 @@ def leases_release(releases: Sequence[tuple[Lease, dict[str, object]]]) -> list[
     if connection.vendor == "postgresql":
         released = _release_unnest(rows)
         return [lease for lease, _ in rows if lease.binding_id not in released]
+    sql, token_field = _release_one_sql(list(rows[0][1])), Binding._meta.get_field("lease_token")
     lost = []
     together = transaction.atomic() if len(rows) > 1 else contextlib.nullcontext()
     with together, connection.cursor() as cursor:
         for lease, values in rows:
-            sql, params = _release_one(lease, values)
-            cursor.execute(sql, params)
+            params = [_prep(name, value) for name, value in values.items()]
+            token = token_field.get_db_prep_value(lease.token, connection)
+            cursor.execute(sql, [*params, lease.binding_id, token])
             if cursor.rowcount != 1:
                 lost.append(lease)
     return lost
@@ -185,15 +187,12 @@ def _prep(name: str, value: object) -> object:
     return Binding._meta.get_field(name).get_db_prep_save(value, connection)
 
 
-def _release_one(lease: Lease, values: dict[str, object]) -> tuple[str, list[object]]:
+def _release_one_sql(names: list[str]) -> str:
     """One binding's fenced UPDATE (names from the model's meta, every value a parameter)."""
     meta, ops = Binding._meta, connection.ops
-    sets = [f"{ops.quote_name(meta.get_field(name).column)} = %s" for name in values]
-    params = [_prep(name, value) for name, value in values.items()]
-    token = meta.get_field("lease_token").get_db_prep_value(lease.token, connection)
+    sets = [f"{ops.quote_name(meta.get_field(name).column)} = %s" for name in names]
     table = ops.quote_name(meta.db_table)
-    sql = f"UPDATE {table} SET {', '.join(sets)} WHERE id = %s AND lease_token = %s"  # noqa: S608
-    return sql, [*params, lease.binding_id, token]
+    return f"UPDATE {table} SET {', '.join(sets)} WHERE id = %s AND lease_token = %s"  # noqa: S608
 
 
 def _release_unnest(rows: list[tuple[Lease, dict[str, object]]]) -> set[int]:

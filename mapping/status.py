@@ -7,7 +7,7 @@ a fetch that lost its lease closes its own history row and leaves the binding al
 from __future__ import annotations
 
 import contextlib
-import queue
+import threading
 from datetime import timedelta
 
 from django.db import IntegrityError, transaction
@@ -137,21 +137,21 @@ class QuietReleases:
     """
 
     def __init__(self) -> None:
-        self._waiting: queue.SimpleQueue[tuple[Lease, FetchRun, dict]] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._waiting: list[tuple[Lease, FetchRun, dict]] = []
 
     def add(self, lease: Lease, run: FetchRun, fields: dict) -> None:
-        self._waiting.put((lease, run, fields))
+        with self._lock:
+            self._waiting.append((lease, run, fields))
 
     def __len__(self) -> int:
-        return self._waiting.qsize()
+        return len(self._waiting)
 
     def flush(self) -> int:
         """Write every waiting release; a lost lease closes its run as lost. Returns how
         many were written."""
-        batch = []
-        with contextlib.suppress(queue.Empty):
-            while True:
-                batch.append(self._waiting.get_nowait())
+        with self._lock:
+            batch, self._waiting = self._waiting, []
         lost = {id(lease) for lease in leases_release([(lease, f) for lease, _, f in batch])}
         for lease, run, _ in batch:
             if id(lease) in lost:
