@@ -106,7 +106,7 @@ def _page(
     context = {
         "account": account,
         "form": form,
-        "bindings": account.bindings.order_by("id"),
+        "bindings": account.bindings.select_related("schedule").order_by("id"),
         "relay": relay,
         "client_settings": client_settings(account=account),
         "quota": quota_status(account),

@@ -1,10 +1,12 @@
 from django.contrib import admin
 from django.db.models import Model
+from django.forms import ModelForm
 from django.http import HttpRequest
+from django.utils import timezone
 
 from audit.admin import AuditedModelAdmin
 
-from .models import Binding, FetchRun
+from .models import Binding, FetchRun, Schedule
 
 
 @admin.register(Binding)
@@ -15,7 +17,7 @@ class BindingAdmin(AuditedModelAdmin):
     list_filter = ["state", "enabled", "security"]
     search_fields = ["username", "host", "account__localpart", "account__domain__name"]
     list_select_related = ["account__domain"]
-    exclude = ["password_encrypted", "smtp_password_encrypted", "lease_token"]
+    exclude = ["password_encrypted", "smtp_password_encrypted"]
     readonly_fields = [
         "state",
         "last_check_at",
@@ -25,8 +27,14 @@ class BindingAdmin(AuditedModelAdmin):
         "consecutive_failures",
         "messages_fetched",
         "bytes_fetched",
-        "lease_expires_at",
     ]
+
+    def save_model(self, request: HttpRequest, obj: Binding, form: ModelForm, change: bool) -> None:
+        super().save_model(request, obj, form, change)
+        if change and "enabled" in form.changed_data:
+            # Scheduled again at once, or not at all (the claim reads only the schedule).
+            due = timezone.now() if obj.enabled else None
+            Schedule.objects.filter(pk=obj.pk).update(next_fetch_at=due)
 
 
 @admin.register(FetchRun)

@@ -1,26 +1,30 @@
 """The claim: one statement takes a batch of due bindings and each one's lease (issue 13).
 
-The database is the queue (design.md, "Scheduling"). A claimer (``mapping.claimer``)
-asks for as many bindings as it has free sessions; this module's single
-``UPDATE … WHERE id IN (SELECT … ORDER BY due LIMIT n FOR UPDATE SKIP LOCKED) RETURNING``
-gives each of them a lease (token, expiry, holder) and returns the binding rows the fetch
-reads, so a claim IS the lease: the fetch starts with ``fetch.binding_fetch(lease=…)`` and
-asks the database nothing more before it talks to the ISP.
+The database is the queue (design.md, "Scheduling"): one ``mapping_schedule`` row per
+binding (``models.Schedule``: due time and lease, one index). A claimer
+(``mapping.claimer``) asks for as many bindings as it has free sessions; this module's
+single ``UPDATE schedule … FROM binding WHERE id IN (SELECT … ORDER BY due LIMIT n FOR
+UPDATE SKIP LOCKED) RETURNING binding columns`` gives each of them a lease (token, expiry,
+holder) and returns the binding rows the fetch reads, so a claim IS the lease: the fetch
+starts with ``fetch.binding_fetch(lease=…)`` and asks the database nothing more before it
+talks to the ISP.
 
-- Only ``mapping_binding`` rows are locked: the account and domain a fetch needs when it
-  has mail to store are read afterwards, lazily (no join in the locking read, which is what
-  made two of the old ticks get less than one).
-- ``next_fetch_at`` becomes the lease's expiry (the claim marker): a claimer killed with its
-  batch leaves bindings due again as soon as their leases expire, not a tick later.
+- Only schedule rows are written and locked: the binding row is read in the same statement
+  (not locked, not rewritten), the account and domain a fetch needs when it has mail to
+  store afterwards, lazily.
+- ``next_fetch_at`` becomes the lease's expiry (the claim marker): the claimed row leaves
+  the due range, so later claims never step over running fetches, and a claimer killed with
+  its batch leaves bindings due again as soon as their leases expire.
 - PostgreSQL: ``SKIP LOCKED`` lets any number of claimers on any number of boxes take
   disjoint batches; a row another claimer has committed no longer matches (READ COMMITTED
   re-checks a locking read's WHERE on the new row version).
-- SQLite (≥ 3.35 for ``RETURNING``): the same statement without row locks; SQLite runs one
-  writer at a time, so two claims can never take the same row either.
+- SQLite (≥ 3.35 for ``RETURNING``): the same UPDATE without row locks, each returned
+  binding column a primary-key lookup (SQLite's RETURNING cannot name a FROM table); SQLite
+  runs one writer at a time, so two claims can never take the same row either.
 
-The WHERE and ORDER BY repeat the partial index of migration 0008 (``binding_claim_idx``)
-word for word: a claim is one index range scan ending at "now", costing what is due, not
-what exists. A new binding (``next_fetch_at`` empty, state new) comes first.
+The WHERE and ORDER BY are the partial index ``schedule_due_idx``'s (``next_fetch_at``, the
+unscheduled left out): a claim is one index range scan ending at "now", costing what is
+due, not what exists.
 """
 
 from __future__ import annotations
@@ -34,24 +38,29 @@ from django.db import connection, connections
 from django.db.models.base import ModelState
 
 from .lease import Holder, Lease, lease_seconds
-from .models import Binding, BindingState
+from .models import Binding
 
-_SQL = """
-UPDATE mapping_binding
-SET lease_token = %s, lease_expires_at = %s, lease_holder = %s, next_fetch_at = %s
-WHERE id IN (
-    SELECT id FROM mapping_binding
-    WHERE enabled AND (next_fetch_at IS NOT NULL OR state = '{new}')
-      AND {due} <= %s
-      AND (lease_token IS NULL OR lease_expires_at < %s)
-    ORDER BY {due}
+_PICK = """
+    SELECT binding_id FROM mapping_schedule
+    WHERE next_fetch_at <= %s AND (lease_token IS NULL OR lease_expires_at < %s)
+    ORDER BY next_fetch_at
     LIMIT %s{lock}
-)
-RETURNING {columns}
 """
-_DUE = {
-    "postgresql": "COALESCE(next_fetch_at, '-infinity'::timestamptz)",
-    "sqlite": "COALESCE(next_fetch_at, '')",
+_SQL = {
+    "postgresql": """
+UPDATE mapping_schedule AS s
+SET lease_token = %s, lease_expires_at = %s, lease_holder = %s, next_fetch_at = %s
+FROM mapping_binding AS b
+WHERE b.id = s.binding_id AND s.binding_id IN ({pick})
+RETURNING {columns}
+""",
+    # SQLite's RETURNING cannot name a FROM table: a primary-key lookup per column instead.
+    "sqlite": """
+UPDATE mapping_schedule
+SET lease_token = %s, lease_expires_at = %s, lease_holder = %s, next_fetch_at = %s
+WHERE binding_id IN ({pick})
+RETURNING {columns}
+""",
 }
 
 
@@ -74,12 +83,16 @@ def _returned() -> tuple:
 
 def claim_sql(vendor: str) -> str:
     """The claim's text on this database (``%s`` parameters, see ``bindings_claim``)."""
-    due = _DUE.get(vendor, _DUE["sqlite"])
-    lock = " FOR UPDATE SKIP LOCKED" if vendor == "postgresql" else ""
-    # The state is written as a literal: the partial index's predicate must be provable
-    # from the query's text even when a driver binds parameters on the server.
-    columns = ", ".join(f.column for f in _returned())
-    return _SQL.format(due=due, lock=lock, columns=columns, new=BindingState.NEW.value)
+    if vendor == "postgresql":
+        columns = ", ".join(f"b.{f.column}" for f in _returned())
+        return _SQL[vendor].format(
+            pick=_PICK.format(lock=" FOR UPDATE SKIP LOCKED"), columns=columns
+        )
+    columns = ", ".join(
+        f"(SELECT b.{f.column} FROM mapping_binding b WHERE b.id = binding_id)"  # noqa: S608
+        for f in _returned()
+    )
+    return _SQL["sqlite"].format(pick=_PICK.format(lock=""), columns=columns)
 
 
 def _converters(vendor: str) -> list[tuple[int, list]]:

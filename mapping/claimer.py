@@ -42,7 +42,7 @@ from django.db import connection
 from django.utils import timezone
 
 from . import claim, fetch, metrics, status
-from .lease import Lease
+from .lease import Lease, LeaseLostError
 from .models import Binding
 
 logger = logging.getLogger(__name__)
@@ -107,6 +107,13 @@ def _ended_meanwhile(done: queue.SimpleQueue[str]) -> list[str]:
     return ended
 
 
+def _unschedule(lease: Lease) -> None:
+    # Disabled while its last fetch ran (that fetch's release scheduled it again): the claim
+    # cannot see ``enabled`` without reading the wide row, so it is dropped here, once.
+    with contextlib.suppress(LeaseLostError):
+        lease.release(next_fetch_at=None)
+
+
 def claimer_run(*, sessions: int | None = None, seconds: float | None = None) -> ClaimerReport:
     """Claim and fetch due bindings with up to `sessions` at once, for up to `seconds`."""
     sessions = max(1, int(sessions or settings.FETCH_SESSIONS_PER_PROCESS))
@@ -131,10 +138,15 @@ def claimer_run(*, sessions: int | None = None, seconds: float | None = None) ->
                 report.claims += 1
                 last_claim = now
                 for binding, lease in rows:
+                    if not binding.enabled:
+                        _unschedule(lease)
+                        continue
                     busy += 1
                     pool.submit(binding, lease, busy)
                 claimed = len(rows)
             if busy == 0:
+                if claimed:
+                    continue  # every binding claimed was disabled: claim again
                 break  # nothing due and nothing running, or the time is up
             # Wait for a session to end; at most a second while sessions are free, so
             # bindings falling due meanwhile are claimed without waiting for one.

@@ -32,7 +32,7 @@ from django.db import connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from .models import Binding
+from .models import Binding, Schedule
 
 
 class LeaseLostError(Exception):
@@ -45,8 +45,17 @@ def lease_seconds() -> float:
 
 
 def unleased(now: datetime) -> Q:
-    """Bindings no fetch holds right now (no lease, or an expired one)."""
+    """Schedules no fetch holds right now (no lease, or an expired one)."""
     return Q(lease_token__isnull=True) | Q(lease_expires_at__lt=now)
+
+
+# What of a fetch's writes lives on the schedule row; the rest goes to the binding.
+_SCHEDULE_FIELDS = frozenset({"next_fetch_at", "lease_token", "lease_expires_at", "lease_holder"})
+
+
+def _split(fields: dict[str, object]) -> tuple[dict[str, object], dict[str, object]]:
+    ours = {name: value for name, value in fields.items() if name in _SCHEDULE_FIELDS}
+    return ours, {name: value for name, value in fields.items() if name not in ours}
 
 
 def _start_ticks(pid: int) -> int | None:
@@ -122,12 +131,14 @@ class Lease:
 
     def _extend(self, **fields: object) -> None:
         ttl = lease_seconds()
-        values = {"lease_expires_at": timezone.now() + timedelta(seconds=ttl), **fields}
-        changed = Binding.objects.filter(pk=self.binding_id, lease_token=self.token).update(
-            **values
+        ours, status = _split(
+            {"lease_expires_at": timezone.now() + timedelta(seconds=ttl), **fields}
         )
+        changed = Schedule.objects.filter(pk=self.binding_id, lease_token=self.token).update(**ours)
         if changed != 1:
             raise LeaseLostError
+        if status:  # inside fenced(): the schedule row stays locked until the commit
+            Binding.objects.filter(pk=self.binding_id).update(**status)
         self.renew_at = time.monotonic() + ttl / 4
 
     def renew_if_due(self) -> None:
@@ -145,7 +156,7 @@ class Lease:
     def fenced(self, **fields: object) -> Iterator[None]:
         """A transaction that starts by proving we own the lease (and extending it).
 
-        On PostgreSQL the UPDATE also row-locks the binding until commit, so nobody can
+        On PostgreSQL the UPDATE also row-locks the schedule until commit, so nobody can
         take the lease over in the middle of the block.
         """
         with transaction.atomic():
@@ -157,70 +168,91 @@ def leases_release(releases: Sequence[tuple[Lease, dict[str, object]]]) -> list[
     """Give many bindings back at once, each with its own status; return the leases found
     lost (the fence failed: somebody took the binding over), whose rows were left alone.
 
-    Issue 13: the end of an empty poll. On PostgreSQL one ``UPDATE … FROM unnest(…)`` for
-    the batch: one statement, one commit and one firing of the mailmap trigger, however many
-    polls ended. Elsewhere one transaction of single-row UPDATEs (one commit). Written in
-    SQL from the fields' own conversions: the ORM's query building cost more CPU than the
+    Issue 13: the end of an empty poll. On PostgreSQL one statement for the batch (the
+    schedules' fenced ``UPDATE … FROM unnest(…)`` in a WITH, the bindings' status from what
+    it returned): one commit and one firing of the mailmap trigger, however many polls
+    ended. Elsewhere one transaction of single-row UPDATEs (one commit). Written in SQL
+    from the fields' own conversions: the ORM's query building cost more CPU than the
     statement. Plain values only (no F()); every entry names the same fields.
     """
     if not releases:
         return []
     cleared = {"lease_token": None, "lease_expires_at": None, "lease_holder": ""}
-    rows = [(lease, {**cleared, **fields}) for lease, fields in releases]
+    rows = [(lease, {**fields, **cleared}) for lease, fields in releases]
     if connection.vendor == "postgresql":
         released = _release_unnest(rows)
         return [lease for lease, _ in rows if lease.binding_id not in released]
-    sql, token_field = _release_one_sql(list(rows[0][1])), Binding._meta.get_field("lease_token")
+    ours, status = _split(rows[0][1])
+    fence = _update_sql(Schedule, list(ours), "binding_id = %s AND lease_token = %s")
+    write = _update_sql(Binding, list(status), "id = %s") if status else ""
+    token_field = Schedule._meta.get_field("lease_token")
     lost = []
-    together = transaction.atomic() if len(rows) > 1 else contextlib.nullcontext()
+    together = transaction.atomic() if len(rows) > 1 or status else contextlib.nullcontext()
     with together, connection.cursor() as cursor:
         for lease, values in rows:
-            params = [_prep(name, value) for name, value in values.items()]
             token = token_field.get_db_prep_value(lease.token, connection)
-            cursor.execute(sql, [*params, lease.binding_id, token])
+            cursor.execute(fence, [*_values(Schedule, ours, values), lease.binding_id, token])
             if cursor.rowcount != 1:
                 lost.append(lease)
+            elif write:
+                cursor.execute(write, [*_values(Binding, status, values), lease.binding_id])
     return lost
 
 
-def _prep(name: str, value: object) -> object:
-    return Binding._meta.get_field(name).get_db_prep_save(value, connection)
+def _values(model: type, names: dict, values: dict) -> list:
+    return [_prep(model, name, values[name]) for name in names]
 
 
-def _release_one_sql(names: list[str]) -> str:
-    """One binding's fenced UPDATE (names from the model's meta, every value a parameter)."""
-    meta, ops = Binding._meta, connection.ops
+def _prep(model: type, name: str, value: object) -> object:
+    return model._meta.get_field(name).get_db_prep_save(value, connection)
+
+
+def _update_sql(model: type, names: list[str], where: str) -> str:
+    """One row's UPDATE (names from the model's meta, every value a parameter)."""
+    meta, ops = model._meta, connection.ops
     sets = [f"{ops.quote_name(meta.get_field(name).column)} = %s" for name in names]
-    table = ops.quote_name(meta.db_table)
-    return f"UPDATE {table} SET {', '.join(sets)} WHERE id = %s AND lease_token = %s"  # noqa: S608
+    return f"UPDATE {ops.quote_name(meta.db_table)} SET {', '.join(sets)} WHERE {where}"  # noqa: S608
 
 
 def _release_unnest(rows: list[tuple[Lease, dict[str, object]]]) -> set[int]:
     """PostgreSQL: the batch in one statement; a value the batch shares is one parameter,
     the others one array each. Returns the ids released."""
-    meta = Binding._meta
-    names = list(rows[0][1])
-    arrays = [("id", meta.pk.rel_db_type(connection), [lease.binding_id for lease, _ in rows])]
+    ours, status = _split(rows[0][1])
+    ids = [lease.binding_id for lease, _ in rows]
+    arrays = [("id", Binding._meta.pk.rel_db_type(connection), ids)]
     arrays.append(("token", "uuid", [lease.token for lease, _ in rows]))
-    sets, shared = [], []
-    for name in names:
-        column = meta.get_field(name).column
-        values = [_prep(name, row[name]) for _, row in rows]
-        if all(value == values[0] for value in values):
-            sets.append(f'"{column}" = %s')
-            shared.append(values[0])
-        else:
-            sets.append(f'"{column}" = r."{column}"')
-            arrays.append((column, meta.get_field(name).db_type(connection), values))
+    shared: list = []
+
+    def assignments(model: type, names: dict) -> str:
+        sets = []
+        for name in names:
+            field = model._meta.get_field(name)
+            values = [_prep(model, name, row[name]) for _, row in rows]
+            if all(value == values[0] for value in values):
+                sets.append(f'"{field.column}" = %s')
+                shared.append(values[0])
+            else:
+                sets.append(f'"{field.column}" = r."{field.column}"')
+                arrays.append((field.column, field.db_type(connection), values))
+        return ", ".join(sets)
+
+    fenced, written = assignments(Schedule, ours), assignments(Binding, status)
     casts = ", ".join(f"%s::{db_type}[]" for _, db_type, _ in arrays)
     labels = ", ".join(f'"{label}"' for label, _, _ in arrays)
+    # The binding's status is written only where the fence held (the rows s returned).
+    tail = (
+        f"UPDATE mapping_binding AS b SET {written} FROM s JOIN r ON r.id = s.binding_id "  # noqa: S608
+        "WHERE b.id = s.binding_id RETURNING b.id"
+        if written
+        else "SELECT binding_id FROM s"
+    )
     sql = (
-        f'UPDATE "{meta.db_table}" AS b SET {", ".join(sets)} '  # noqa: S608 (names from meta)
-        f"FROM unnest({casts}) AS r({labels}) "
-        "WHERE b.id = r.id AND b.lease_token = r.token RETURNING b.id"
+        f"WITH r AS (SELECT * FROM unnest({casts}) AS r({labels})), "  # noqa: S608 (meta names)
+        f"s AS (UPDATE mapping_schedule AS s SET {fenced} FROM r "
+        "WHERE s.binding_id = r.id AND s.lease_token = r.token RETURNING s.binding_id) " + tail
     )
     with connection.cursor() as cursor:
-        cursor.execute(sql, [*shared, *(values for _, _, values in arrays)])
+        cursor.execute(sql, [*(values for _, _, values in arrays), *shared])
         return {row[0] for row in cursor.fetchall()}
 
 
@@ -233,13 +265,16 @@ def lease_acquire(binding_id: int) -> Lease | Holder:
     token, me = uuid.uuid4(), Holder.current()
     expires = now + timedelta(seconds=lease_seconds())
     fields = {"lease_token": token, "lease_expires_at": expires, "lease_holder": str(me)}
-    if Binding.objects.filter(pk=binding_id).filter(unleased(now)).update(**fields) == 1:
+    if Schedule.objects.filter(pk=binding_id).filter(unleased(now)).update(**fields) == 1:
         return Lease(binding_id, token, renew_at=time.monotonic() + lease_seconds() / 4)
-    row = Binding.objects.filter(pk=binding_id).values_list("lease_token", "lease_holder")
-    old_token, text = row.get()  # Binding.DoesNotExist if it was deleted meanwhile
+    row = Schedule.objects.filter(pk=binding_id).values_list("lease_token", "lease_holder")
+    found = row.first()
+    if found is None:
+        raise Binding.DoesNotExist("The binding was deleted meanwhile.")
+    old_token, text = found
     holder = Holder.parse(text) or Holder("another host", 0, 0, now)
     if holder.is_gone() and (
-        Binding.objects.filter(pk=binding_id, lease_token=old_token).update(**fields) == 1
+        Schedule.objects.filter(pk=binding_id, lease_token=old_token).update(**fields) == 1
     ):
         lease = Lease(binding_id, token, renew_at=time.monotonic() + lease_seconds() / 4)
         lease.took_over = holder

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
-from django.db import models
+from django.db import models, transaction
 from django.utils import timezone
 
 from accounts.models import Account
@@ -62,8 +63,8 @@ OAUTH_PROVIDERS = {
 class Binding(models.Model):
     """A "Remote POP3 account": an ISP mailbox downloaded into an internal account."""
 
-    # No index of its own: binding_unique_mailbox starts with the account (issue 13: every
-    # index is written again by each claim and each release, which move next_fetch_at).
+    # No index of its own: binding_unique_mailbox starts with the account (issue 13: with
+    # no indexed column moving, a fetch's status write is a HOT update).
     account = models.ForeignKey(
         Account, on_delete=models.CASCADE, related_name="bindings", db_index=False
     )
@@ -121,17 +122,8 @@ class Binding(models.Model):
     # When the current run of failures began (None while OK): alerts and the Overview read it.
     failing_since = models.DateTimeField("Failing since", null=True, blank=True)
     consecutive_failures = models.PositiveIntegerField(default=0)
-    # Indexed by binding_due_idx (the lag, /metrics) and binding_claim_idx (the claim, 0008).
-    next_fetch_at = models.DateTimeField("Next fetch", null=True, blank=True)
     messages_fetched = models.PositiveBigIntegerField("Messages fetched", default=0)
     bytes_fetched = models.PositiveBigIntegerField("Bytes fetched", default=0)
-    # Fence for the one-fetch-at-a-time lease (design.md: a lock that can expire needs one),
-    # and who holds it ("host|pid|process start|since", mapping.lease.Holder).
-    lease_token = models.UUIDField(null=True, blank=True, editable=False)
-    lease_expires_at = models.DateTimeField(null=True, blank=True, editable=False)
-    lease_holder = models.CharField(
-        max_length=300, blank=True, editable=False, default="", db_default=""
-    )
     # A pipelined batch of this server's replies could not be trusted: RETR one message at
     # a time until a session goes clean (mapping.fetch).
     retr_one_at_a_time = models.BooleanField(default=False, db_default=False, editable=False)
@@ -164,13 +156,6 @@ class Binding(models.Model):
                 fields=["account", "host", "port", "username"], name="binding_unique_mailbox"
             ),
         ]
-        # The scheduler's walk over due bindings (mapping.scheduler): enabled ones only, so
-        # disabled bindings with an old next_fetch_at cost a tick nothing.
-        indexes = [
-            models.Index(
-                fields=["next_fetch_at"], condition=models.Q(enabled=True), name="binding_due_idx"
-            )
-        ]
 
     def __str__(self) -> str:
         return f"{self.username}@{self.host}:{self.port} → {self.account_id}"
@@ -201,9 +186,9 @@ class Binding(models.Model):
 
     @property
     def fetch_running(self) -> bool:
-        """A fetch holds this binding's lease right now (mapping.lease); no query."""
-        expires = self.lease_expires_at
-        return bool(self.lease_token and expires and expires > timezone.now())
+        """A fetch holds this binding's lease right now (mapping.lease); no query when the
+        schedule came with the binding (``select_related("schedule")``)."""
+        return self.schedule.fetch_running
 
     def clean(self) -> None:
         if self.host:
@@ -233,7 +218,61 @@ class Binding(models.Model):
 
     def save(self, *args: Any, **kwargs: Any) -> None:
         self.full_clean()
-        super().save(*args, **kwargs)
+        if not self._state.adding:
+            super().save(*args, **kwargs)
+            return
+        # Every binding has its schedule row (the claim reads no binding without one).
+        with transaction.atomic():
+            super().save(*args, **kwargs)
+            Schedule.objects.create(binding=self, next_fetch_at=self._first_fetch_at())
+
+    def _first_fetch_at(self) -> datetime | None:
+        # Due at once, unless it may not be fetched yet (disabled, waiting for a sign-in).
+        waiting = self.state in (BindingState.NEEDS_SIGN_IN, BindingState.NEEDS_ATTENTION)
+        return timezone.now() if self.enabled and not waiting else None
+
+
+class Schedule(models.Model):
+    """When a binding is fetched next and which fetch holds it now: the fetch queue's row.
+
+    Issue 13: apart from the wide binding row, so that a claim writes a narrow row (and its
+    one index) and a fetch's status write to the binding moves no indexed column. The claim
+    (``mapping.claim``) takes due rows in ``next_fetch_at`` order; the lease
+    (``mapping.lease``) fences every write of a fetch on this row. ``next_fetch_at`` is
+    empty while the binding may not be fetched on schedule: disabled, or waiting for an edit
+    or a sign-in. While a fetch runs it is the lease's expiry (the claim's marker).
+    """
+
+    binding = models.OneToOneField(
+        Binding, on_delete=models.CASCADE, primary_key=True, related_name="schedule"
+    )
+    next_fetch_at = models.DateTimeField("Next fetch", null=True, blank=True)
+    # Fence for the one-fetch-at-a-time lease (design.md: a lock that can expire needs one),
+    # and who holds it ("host|pid|process start|since", mapping.lease.Holder).
+    lease_token = models.UUIDField(null=True, blank=True, editable=False)
+    lease_expires_at = models.DateTimeField(null=True, blank=True, editable=False)
+    lease_holder = models.CharField(
+        max_length=300, blank=True, editable=False, default="", db_default=""
+    )
+
+    class Meta:
+        # The claim's and the lag's one index: due rows by time, the unscheduled left out.
+        indexes = [
+            models.Index(
+                fields=["next_fetch_at"],
+                condition=models.Q(next_fetch_at__isnull=False),
+                name="schedule_due_idx",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"schedule of binding {self.binding_id}"
+
+    @property
+    def fetch_running(self) -> bool:
+        """A fetch holds the lease right now (mapping.lease); no query."""
+        expires = self.lease_expires_at
+        return bool(self.lease_token and expires and expires > timezone.now())
 
 
 def _clean_oauth(binding: Binding) -> None:

@@ -1,10 +1,10 @@
 """How long a failing binding waits before its next try (backoff).
 
-Due-ness lives in the database (design.md, "Scheduling"): a binding is due when it is
-enabled, its ``next_fetch_at`` has passed (or it is new and has none yet), and no fetch
-holds its lease. Workers claim due bindings themselves (``mapping.claim``, issue 13); the
-fetch sets the next time when it ends (``mapping.status``), with the backoff below after a
-failure.
+Due-ness lives in the database (design.md, "Scheduling"): a binding is due when its
+schedule's ``next_fetch_at`` has passed (empty while disabled or waiting for an edit or a
+sign-in; a new binding's is its creation) and no fetch holds its lease. Workers claim due
+bindings themselves (``mapping.claim``, issue 13); the fetch sets the next time when it
+ends (``mapping.status``), with the backoff below after a failure.
 """
 
 from __future__ import annotations

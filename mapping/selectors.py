@@ -7,11 +7,11 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from django.conf import settings
-from django.db.models import QuerySet, Subquery
+from django.db.models import QuerySet
 from django.utils import timezone
 
 from .lease import unleased
-from .models import Binding, BindingState, FetchRun, QuarantinedMessage, QuarantineState
+from .models import Binding, FetchRun, QuarantinedMessage, QuarantineState, Schedule
 
 if TYPE_CHECKING:
     from accounts.models import Account
@@ -72,22 +72,10 @@ class FetchLag:
 
 
 def fetch_lag(*, now: datetime | None = None) -> FetchLag:
-    """The lag of the oldest due binding no fetch holds (enabled; never-fetched new ones by
-    their creation). One query: two ordered index reads as scalar subqueries (due bindings by
-    next_fetch_at, new ones by creation), evaluated once for the one row it reads."""
+    """The lag of the oldest due binding no fetch holds. One ordered read of the schedule's
+    due index (a new binding is due since its creation; unscheduled ones are not in it)."""
     now = now or timezone.now()
-    due = Binding.objects.filter(enabled=True).filter(unleased(now))
-    oldest = due.filter(next_fetch_at__lte=now).order_by("next_fetch_at")
-    new = due.filter(next_fetch_at__isnull=True, state=BindingState.NEW).order_by("created_at")
-    row = (
-        Binding.objects.annotate(
-            oldest=Subquery(oldest.values("next_fetch_at")[:1]),
-            new=Subquery(new.values("created_at")[:1]),
-        )
-        .values_list("oldest", "new")
-        .first()
-    )
-    oldest, new = row or (None, None)  # no binding at all: nothing is behind
-    since = min((t for t in (oldest, new) if t is not None), default=None)
+    due = Schedule.objects.filter(unleased(now), next_fetch_at__lte=now)
+    since = due.order_by("next_fetch_at").values_list("next_fetch_at", flat=True).first()
     seconds = max(0.0, (now - since).total_seconds()) if since else 0.0
     return FetchLag(seconds, float(settings.FETCH_LAG_ACCEPTABLE_SECONDS))

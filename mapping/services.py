@@ -13,12 +13,12 @@ from domains.models import Domain
 from domains.rules import binding_rule_text
 
 from .forms import BindingForm
-from .models import Binding, BindingState, OAuthCredential
+from .models import Binding, BindingState, OAuthCredential, Schedule
 from .oauth import grants
 from .oauth.tokens import TokenSet
 
 _SECRETS = ["password_encrypted", "smtp_password_encrypted"]
-_RETRY_SOON = ["state", "consecutive_failures", "next_fetch_at"]
+_RETRY_SOON = ["state", "consecutive_failures"]
 
 
 def binding_refusal_text(account: Account) -> str:
@@ -44,17 +44,21 @@ def binding_save(*, form: BindingForm) -> Binding:
     changed = creating or form.has_changed()
     # Still waiting for a sign-in (issue 15): no edit but a new sign-in can change that.
     waiting = bool(binding.oauth_provider) and binding.state == BindingState.NEEDS_SIGN_IN
+    reschedule, due = False, None  # the schedule's next fetch stays unless an edit moves it
     if changed and not waiting:
         # The administrator changed something: try again soon instead of waiting for backoff.
         if binding.state in (BindingState.NEEDS_ATTENTION, BindingState.NEEDS_SIGN_IN):
             binding.state = BindingState.RETRYING
         binding.consecutive_failures = 0
-        binding.next_fetch_at = timezone.now()
+        reschedule, due = True, timezone.now() if binding.enabled else None
     if binding.oauth_provider and (creating or form.discards_sign_in):
         _await_sign_in(binding)
+        reschedule, due = True, None
     if creating:
-        binding.save()
+        binding.save()  # with its schedule (Binding.save)
     else:
+        if reschedule:  # the schedule first: a fetch's fenced writes lock it first too
+            Schedule.objects.filter(pk=binding.pk).update(next_fetch_at=due)
         # Only what the form edits: a fetch may have written status, counters and its lease
         # since the form was loaded, and a full save would put those stale values back.
         edited = [f.name for f in Binding._meta.concrete_fields if f.name in form.fields]
@@ -73,8 +77,7 @@ _SIGN_IN = [*_RETRY_SOON, "last_error"]
 def _await_sign_in(binding: Binding) -> None:
     # Issue 15: a new OAuth binding, or one whose server, mailbox or provider changed, has
     # no usable sign-in: paused with the words saying what to press, not fetched in vain.
-    binding.state = BindingState.NEEDS_SIGN_IN
-    binding.next_fetch_at = None
+    binding.state = BindingState.NEEDS_SIGN_IN  # not scheduled (Binding._first_fetch_at)
     binding.last_error = grants.not_signed_in(binding)
 
 
@@ -129,9 +132,7 @@ def account_create_with_binding(
     account.save()
     if binding is None:
         return account, None
-    row = Binding(account=account, **binding)
-    # Due at once: the first fetch runs on the scheduler's next claim.
-    row.next_fetch_at = timezone.now() if row.enabled else None
+    row = Binding(account=account, **binding)  # due at once when enabled (Binding.save)
     if row.oauth_provider:
         row.save()  # full_clean() inside: a refusal rolls the account back too
         grants.credential_save(

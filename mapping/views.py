@@ -69,7 +69,7 @@ class BindingListView(Pop3TabMixin, ListView):
     context_object_name = "bindings"
 
     def get_queryset(self) -> QuerySet[Binding]:
-        return self.account.bindings.order_by("id")
+        return self.account.bindings.select_related("schedule").order_by("id")
 
     def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
         # Issue 12: the set-aside (poison) messages of this account's bindings.
@@ -156,7 +156,7 @@ def _binding_for(request: HttpRequest, account_id: int, pk: int) -> Binding:
         raise PermissionDenied("This account has no access to the console.")
     account = get_account_for(request.user, account_id)
     return get_object_or_404(
-        Binding.objects.select_related("account__domain"), pk=pk, account=account
+        Binding.objects.select_related("account__domain", "schedule"), pk=pk, account=account
     )
 
 

@@ -7,7 +7,7 @@ Two sources, each where it is true (mapping/metrics.py says why):
   ``MultiProcessCollector``, so every worker process's fetches count, whichever web
   process answers the scrape;
 - gauges of state (bindings by state, fetches running, the due-but-not-started backlog
-  set-aside messages, the outgoing relay) come from one aggregate query per scrape, and
+  set-aside messages, the outgoing relay) come from two aggregate queries per scrape, and
   the lag of the oldest due binding from ``mapping.selectors.fetch_lag`` (what the console
   says), so they are right whatever process answers.
 """
@@ -24,7 +24,7 @@ from prometheus_client.multiprocess import MultiProcessCollector
 
 from mapping.lease import unleased
 from mapping.metrics import metrics_directory
-from mapping.models import Binding, BindingState, QuarantinedMessage, QuarantineState
+from mapping.models import Binding, BindingState, QuarantinedMessage, QuarantineState, Schedule
 from mapping.selectors import fetch_lag
 
 from .selectors import relay_totals
@@ -35,19 +35,18 @@ class DatabaseCollector:
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         now = timezone.now()
-        due_at = Q(enabled=True) & unleased(now)
-        overdue = due_at & Q(next_fetch_at__lte=now)
-        new_due = due_at & Q(next_fetch_at__isnull=True, state=BindingState.NEW)
         aggregates = {
             state: Count("pk", filter=Q(enabled=True, state=state)) for state in BindingState.values
         }
         aggregates |= {
             "disabled": Count("pk", filter=Q(enabled=False)),
-            "running": Count("pk", filter=Q(lease_token__isnull=False, lease_expires_at__gte=now)),
-            "backlog": Count("pk", filter=overdue | new_due),
         }
         aggregates |= relay_totals()
         row = Binding.objects.aggregate(**aggregates)
+        row |= Schedule.objects.aggregate(
+            running=Count("pk", filter=Q(lease_token__isnull=False, lease_expires_at__gte=now)),
+            backlog=Count("pk", filter=unleased(now) & Q(next_fetch_at__lte=now)),
+        )
 
         states = GaugeMetricFamily(
             "aamail_bindings", "Remote POP3 accounts by state.", labels=["state"]

@@ -7,7 +7,7 @@ from django.contrib.auth import get_user_model
 
 from accounts.models import Account, AccountKind
 from domains.models import Domain, DomainType, Security
-from mapping.models import Binding
+from mapping.models import Binding, Schedule
 
 # Tests use a cheap argon2 hash via settings override (see conftest); the value is fixed so
 # tests can log in.
@@ -64,10 +64,18 @@ class BindingFactory(factory.django.DjangoModelFactory):
     @classmethod
     def _create(cls, model_class, *args, **kwargs):
         password = kwargs.pop("raw_password", ISP_PASSWORD)
+        # The due time and lease live on the binding's schedule row (issue 13).
+        schedule = {name: kwargs.pop(name) for name in SCHEDULE_FIELDS if name in kwargs}
         binding = model_class(*args, **kwargs)
         binding.set_isp_password(password)
         binding.save()
+        if schedule:
+            Schedule.objects.filter(pk=binding.pk).update(**schedule)
+            binding.refresh_from_db()
         return binding
+
+
+SCHEDULE_FIELDS = ("next_fetch_at", "lease_token", "lease_expires_at", "lease_holder")
 
 
 class SuperuserFactory(factory.django.DjangoModelFactory):

@@ -3,6 +3,7 @@
 import pytest
 from django.urls import reverse
 
+from mapping.models import Schedule
 from tests.factories import ISP_PASSWORD, BindingFactory
 
 pytestmark = pytest.mark.django_db
@@ -28,3 +29,19 @@ def test_it_keeps_domain_administrators_out_of_the_django_admin(admin_client):
     response = admin_client.get(reverse("admin:index"))
     assert response.status_code == 302
     assert "/admin/login/" in response["Location"]
+
+
+def test_disabling_in_the_admin_unschedules_the_binding(admin_client_su):
+    binding = BindingFactory()
+    form = {
+        "account": binding.account_id, "host": binding.host, "port": binding.port,
+        "security": binding.security, "username": binding.username,
+        "auth_method": binding.auth_method, "leave_policy": binding.leave_policy,
+        "fetch_interval_minutes": 5, "smtp_host": binding.smtp_host, "smtp_port": 587,
+        "smtp_security": binding.smtp_security, "smtp_username": binding.smtp_username,
+    }  # fmt: skip
+    change = reverse("admin:mapping_binding_change", args=[binding.pk])
+    assert admin_client_su.post(change, form).status_code == 302  # "enabled" left unticked
+    assert Schedule.objects.get(pk=binding.pk).next_fetch_at is None  # never claimed
+    assert admin_client_su.post(change, {**form, "enabled": "on"}).status_code == 302
+    assert Schedule.objects.get(pk=binding.pk).next_fetch_at is not None

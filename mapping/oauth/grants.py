@@ -39,7 +39,7 @@ from django.views.decorators.debug import sensitive_variables
 
 from .. import crypto
 from ..lease import unleased
-from ..models import Binding, BindingState, OAuthCredential, OAuthState
+from ..models import Binding, BindingState, OAuthCredential, OAuthState, Schedule
 from ..tls import isp_ssl_context
 from .http import guarded_connect
 from .providers import Provider, ProviderError, provider
@@ -243,12 +243,11 @@ def _refresh_lock(credential_id: int) -> Iterator[None]:
 def binding_needs_sign_in(binding_id: int, message: str) -> None:
     """Pause the binding with the words, unless a fetch runs: that fetch records it itself."""
     now = timezone.now()
-    Binding.objects.filter(unleased(now), pk=binding_id).update(
-        state=BindingState.NEEDS_SIGN_IN,
-        last_error=message,
-        last_error_at=now,
-        next_fetch_at=None,
-    )
+    with transaction.atomic():  # the schedule first, as a fetch's fenced writes lock it
+        if Schedule.objects.filter(unleased(now), pk=binding_id).update(next_fetch_at=None):
+            Binding.objects.filter(pk=binding_id).update(
+                state=BindingState.NEEDS_SIGN_IN, last_error=message, last_error_at=now
+            )
 
 
 # --- sign-in, discard, revoke -------------------------------------------------------------
@@ -280,12 +279,12 @@ def credential_save(
     cred.signed_in_at, cred.signed_in_by = now, signed_in_by
     cred.save()
     # A console write like an edit (services.binding_save): fetch soon, the error is gone.
+    Schedule.objects.filter(pk=binding.pk).update(next_fetch_at=now if binding.enabled else None)
     Binding.objects.filter(pk=binding.pk).update(
         state=BindingState.OK if binding.last_success_at else BindingState.NEW,
         last_error="",
         consecutive_failures=0,
         failing_since=None,
-        next_fetch_at=now if binding.enabled else None,
     )
     return cred
 

@@ -114,7 +114,7 @@ def test_it_creates_the_account_and_its_binding_in_one_go(admin_client, domain):
     assert binding.fetch_interval_minutes == 10
     assert binding.enabled
     assert binding.is_outgoing_relay
-    assert binding.next_fetch_at
+    assert binding.schedule.next_fetch_at
     assert f"wizard_account_creation_{domain.pk}" not in dict(admin_client.session.items()) or (
         not admin_client.session[f"wizard_account_creation_{domain.pk}"]["step_data"]
     )

@@ -13,7 +13,7 @@ from playwright.sync_api import expect
 from domains.models import Security
 from mailservice.models import RelayState, RelayStatus
 from mapping.fetch import binding_fetch
-from mapping.models import Binding, FetchDay, LeavePolicy, QuarantineState
+from mapping.models import Binding, FetchDay, LeavePolicy, QuarantineState, Schedule
 from tests.browser.login import log_in
 from tests.factories import AccountFactory, AdminAccountFactory, BindingFactory
 from tests.fetch.conftest import assert_exactly
@@ -145,8 +145,9 @@ def test_it_says_in_words_when_fetching_falls_behind_schedule(page, screenshot, 
     settings.FETCH_LAG_ACCEPTABLE_SECONDS = 120
     admin = AdminAccountFactory(localpart="boss")
     behind = BindingFactory(account=AccountFactory(domain=admin.domain, localpart="sales"))
-    Binding.objects.filter(pk=behind.pk).update(
-        state="ok", next_fetch_at=timezone.now() - timedelta(minutes=12)
+    Binding.objects.filter(pk=behind.pk).update(state="ok")
+    Schedule.objects.filter(pk=behind.pk).update(
+        next_fetch_at=timezone.now() - timedelta(minutes=12)
     )
     log_in(page, admin.address)
 

@@ -25,7 +25,7 @@ def main(argv: list[str]) -> int:
     django.setup()
     from accounts.mailbox import mailbox_path
     from mapping.fetch import binding_fetch
-    from mapping.models import Binding, LeavePolicy
+    from mapping.models import Binding, LeavePolicy, Schedule
 
     if argv[0] == "setup":
         from tests.factories import BindingFactory
@@ -44,7 +44,7 @@ def main(argv: list[str]) -> int:
         return 0
     binding_id = int(argv[1])
     if "--expire-lease" in argv:
-        Binding.objects.filter(pk=binding_id).update(lease_token=None, lease_expires_at=None)
+        Schedule.objects.filter(pk=binding_id).update(lease_token=None, lease_expires_at=None)
     if "--claim" in argv:
         from datetime import timedelta
 
@@ -53,7 +53,7 @@ def main(argv: list[str]) -> int:
         from mapping.claimer import claimer_run
 
         due = timezone.now() - timedelta(seconds=1)
-        Binding.objects.filter(pk=binding_id).update(next_fetch_at=due)
+        Schedule.objects.filter(pk=binding_id).update(next_fetch_at=due)
         print("fetching", flush=True)
         # A claimer as a worker runs it: its session thread fetches, it writes the release.
         report = claimer_run(sessions=2, seconds=30)

@@ -12,7 +12,15 @@ from mapping import lease as leases
 from mapping import status
 from mapping.fetch import binding_fetch
 from mapping.lease import LeaseLostError
-from mapping.models import Binding, BindingState, FetchOutcome, FetchRun, LeavePolicy, SeenUidl
+from mapping.models import (
+    Binding,
+    BindingState,
+    FetchOutcome,
+    FetchRun,
+    LeavePolicy,
+    Schedule,
+    SeenUidl,
+)
 from tests.fetch.conftest import assert_exactly
 
 pytestmark = pytest.mark.django_db
@@ -77,7 +85,7 @@ def test_it_skips_a_binding_another_fetch_holds(fetched, isp):
 def test_it_takes_over_an_expired_lease(fetched, isp):
     lease = leases.lease_acquire(fetched.pk)
     assert binding_fetch(binding=fetched).outcome == FetchOutcome.SKIPPED
-    Binding.objects.filter(pk=fetched.pk).update(lease_expires_at=timezone.now())  # it expired
+    Schedule.objects.filter(pk=fetched.pk).update(lease_expires_at=timezone.now())  # expired
     isp.deliver(fetched.username, b"Subject: after\n\nx\n")
 
     run = binding_fetch(binding=fetched)
@@ -94,18 +102,19 @@ def test_a_worker_whose_lease_was_stolen_cannot_write(fetched, isp):
 
     def progress(done: int, total: int, size: int) -> None:
         if not thief:  # the worker pauses past its lease; another fetch takes the binding
-            Binding.objects.filter(pk=fetched.pk).update(lease_expires_at=timezone.now())
+            Schedule.objects.filter(pk=fetched.pk).update(lease_expires_at=timezone.now())
             thief.append(leases.lease_acquire(fetched.pk))
 
-    before = Binding.objects.get(pk=fetched.pk)
+    before = Binding.objects.select_related("schedule").get(pk=fetched.pk)
     run = binding_fetch(binding=fetched, progress=progress)
 
-    after = Binding.objects.get(pk=fetched.pk)
+    after = Binding.objects.select_related("schedule").get(pk=fetched.pk)
     assert run.outcome == FetchOutcome.ERROR
     assert "another fetch took the mailbox over" in run.error
-    assert after.lease_token == thief[0].token  # still the new owner's
-    for name in ("state", "last_check_at", "last_error", "messages_fetched", "next_fetch_at"):
+    assert after.schedule.lease_token == thief[0].token  # still the new owner's
+    for name in ("state", "last_check_at", "last_error", "messages_fetched"):
         assert getattr(after, name) == getattr(before, name), name
+    assert after.schedule.next_fetch_at == before.schedule.next_fetch_at
     assert SeenUidl.objects.filter(binding=fetched).count() == 6  # no intent got in
 
     # The new owner finishes; then everything is there exactly once.

@@ -15,7 +15,7 @@ from django.utils import timezone
 
 from mapping.lease import Holder
 from mapping.management.commands.fetch import ProgressBar
-from mapping.models import Binding, FetchOutcome
+from mapping.models import FetchOutcome, Schedule
 from tests.factories import BindingFactory
 from tests.fetch.conftest import assert_exactly
 from tests.servers.dovecot import free_port
@@ -102,7 +102,7 @@ def _holder_that_died() -> Holder:
 
 def _hold(binding, holder: Holder) -> None:
     # A live-looking lease: far from expired, as a worker killed a second ago leaves it.
-    Binding.objects.filter(pk=binding.pk).update(
+    Schedule.objects.filter(pk=binding.pk).update(
         lease_token=uuid.uuid4(),
         lease_expires_at=timezone.now() + timedelta(minutes=5),
         lease_holder=str(holder),

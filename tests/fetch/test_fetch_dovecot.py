@@ -178,8 +178,8 @@ def test_it_records_status_counters_and_the_next_fetch(isp, make_binding):
     assert before <= binding.last_success_at == binding.last_check_at
     assert binding.messages_fetched == 3
     assert binding.bytes_fetched == run.bytes == 3 * len(b"Subject: 0\n\n12345\n")
-    assert binding.next_fetch_at - binding.last_success_at == timedelta(minutes=7)
-    assert binding.lease_token is None
+    assert binding.schedule.next_fetch_at - binding.last_success_at == timedelta(minutes=7)
+    assert binding.schedule.lease_token is None
     assert not binding.fetch_running
     assert (run.trigger, run.finished_at is not None) == ("manual", True)
 
@@ -205,5 +205,5 @@ def test_it_refuses_an_untrusted_certificate_and_says_why(isp, make_binding, set
     assert run.outcome == FetchOutcome.ERROR
     assert "not trusted" in binding.last_error
     assert binding.state == BindingState.NEEDS_ATTENTION
-    assert binding.next_fetch_at is not None  # retried with backoff: the ISP may fix it
+    assert binding.schedule.next_fetch_at is not None  # retried with backoff: the ISP may fix it
     assert stored_messages(binding) == []

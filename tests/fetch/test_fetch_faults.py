@@ -172,7 +172,7 @@ def test_it_needs_attention_after_a_rejected_password_and_stops_retrying():
         assert run.outcome == FetchOutcome.AUTH_FAILED
         assert binding.state == BindingState.NEEDS_ATTENTION
         assert "rejected the username or password" in binding.last_error
-        assert binding.next_fetch_at is None
+        assert binding.schedule.next_fetch_at is None
         later = timezone.now() + timedelta(days=9)
         assert binding.pk not in [b.pk for b, _ in claim.bindings_claim(later, 100)]
         assert stored_messages(binding) == []
@@ -184,7 +184,7 @@ def test_it_needs_attention_after_a_rejected_password_and_stops_retrying():
         assert (run.outcome, run.messages) == (FetchOutcome.OK, 4)
         assert binding.state == BindingState.OK
         assert binding.consecutive_failures == 0
-        assert binding.next_fetch_at is not None
+        assert binding.schedule.next_fetch_at is not None
 
 
 @pytest.mark.parametrize(
@@ -217,7 +217,7 @@ def test_it_retries_a_busy_mailbox_as_transient():
     binding.refresh_from_db()
     assert run.outcome == FetchOutcome.ERROR
     assert binding.state == BindingState.RETRYING
-    assert binding.next_fetch_at is not None
+    assert binding.schedule.next_fetch_at is not None
     assert "busy" in binding.last_error
 
 
@@ -229,7 +229,7 @@ def test_it_backs_off_exponentially_up_to_a_cap(settings):
     for _ in range(8):
         run = binding_fetch(binding=binding)
         binding.refresh_from_db()
-        delays.append((binding.next_fetch_at - binding.last_check_at).total_seconds())
+        delays.append((binding.schedule.next_fetch_at - binding.last_check_at).total_seconds())
     assert run.outcome == FetchOutcome.ERROR
     assert "Connection refused" in binding.last_error
     assert binding.consecutive_failures == 8
@@ -268,7 +268,7 @@ def test_it_stops_at_the_time_limit_and_continues_at_the_next_tick(settings):
         binding.refresh_from_db()
         assert (run.outcome, run.messages) == (FetchOutcome.OK, 0)
         assert "time limit; 4 messages follow" in run.error
-        assert binding.next_fetch_at <= timezone.now()  # due again at once
+        assert binding.schedule.next_fetch_at <= timezone.now()  # due again at once
         settings.FETCH_TIME_LIMIT = 60
         assert binding_fetch(binding=binding).messages == 4
     assert_exactly(binding, MESSAGES)

@@ -188,3 +188,12 @@ def test_a_claimed_fetch_killed_at_random_moments_loses_and_duplicates_nothing(i
 def test_two_hundred_kills_lose_and_duplicate_nothing(isp, tmp_path):
     stats = run_kill_test(isp, tmp_path, kills=200, seed=1939)
     assert stats["duplicated"] == stats["lost"] == stats["left_on_server"] == 0
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1800)
+def test_two_hundred_kills_of_a_claimer_lose_and_duplicate_nothing(isp, tmp_path):
+    """The same proof on the claimers' path: the claim, the schedule row's lease and
+    fence, the release a claimer writes."""
+    stats = run_kill_test(isp, tmp_path, kills=200, seed=2026, claim=True)
+    assert stats["duplicated"] == stats["lost"] == stats["left_on_server"] == 0

@@ -12,8 +12,9 @@ from django.utils import timezone
 
 from aamail.celery import app as celery_app
 from mapping import claim, crypto, tasks
+from mapping.claimer import claimer_run
 from mapping.lease import Lease, LeaseLostError, lease_acquire, lease_seconds
-from mapping.models import Binding, BindingState, FetchOutcome, LeavePolicy
+from mapping.models import Binding, BindingState, FetchOutcome, LeavePolicy, Schedule
 from tests.factories import AccountFactory, BindingFactory
 from tests.fetch.conftest import assert_exactly
 
@@ -31,11 +32,12 @@ def make_many(count: int, *, due: bool) -> list[int]:
             host="pop.isp.example",
             username=f"bulk{i}",
             password_encrypted=secret,
-            next_fetch_at=when,
             state=BindingState.OK,
         )
         for i in range(count)
     )
+    # bulk_create skips Binding.save: the schedule rows come in bulk too.
+    Schedule.objects.bulk_create(Schedule(binding=b, next_fetch_at=when) for b in rows)
     return [b.pk for b in rows]
 
 
@@ -46,17 +48,18 @@ def claimed_ids(now, limit: int = 100) -> list[int]:
 def test_it_claims_exactly_the_due_bindings_and_takes_their_leases():
     now = timezone.now()
     past, future = now - timedelta(seconds=1), now + timedelta(minutes=1)
-    new = BindingFactory()  # next_fetch_at empty, state new
+    new = BindingFactory()  # state new: due since its creation
     overdue = BindingFactory(next_fetch_at=past, state=BindingState.OK)
     expired_lease = BindingFactory(next_fetch_at=past, lease_expires_at=past)
     BindingFactory(next_fetch_at=future)
-    BindingFactory(next_fetch_at=past, enabled=False)
+    BindingFactory(enabled=False)  # not scheduled
     BindingFactory(next_fetch_at=None, state=BindingState.NEEDS_ATTENTION)
     leased = BindingFactory(next_fetch_at=past)
     assert isinstance(lease_acquire(leased.pk), Lease)
-    Binding.objects.filter(pk=expired_lease.pk).update(
+    Schedule.objects.filter(pk=expired_lease.pk).update(
         lease_token="6a1f6b1e-0000-4000-8000-000000000000"
     )
+    now = timezone.now()
 
     with CaptureQueriesContext(connection) as queries:
         claimed = claim.bindings_claim(now, 100)
@@ -65,10 +68,11 @@ def test_it_claims_exactly_the_due_bindings_and_takes_their_leases():
     assert sorted(b.pk for b, _ in claimed) == sorted([new.pk, overdue.pk, expired_lease.pk])
     until = now + timedelta(seconds=lease_seconds())
     for binding, lease in claimed:
-        row = Binding.objects.get(pk=binding.pk)
-        assert (row.lease_token, row.lease_expires_at) == (lease.token, until)
-        assert row.next_fetch_at == until  # the claim marker: due again when the lease expires
-        assert str(row.lease_holder).split("|")[1] == str(__import__("os").getpid())
+        row = Binding.objects.select_related("schedule").get(pk=binding.pk)
+        held = row.schedule
+        assert (held.lease_token, held.lease_expires_at) == (lease.token, until)
+        assert held.next_fetch_at == until  # the claim marker: due again when the lease expires
+        assert str(held.lease_holder).split("|")[1] == str(__import__("os").getpid())
         assert binding.account_id == row.account_id
         assert binding.host == row.host
         assert binding == row
@@ -77,6 +81,17 @@ def test_it_claims_exactly_the_due_bindings_and_takes_their_leases():
         assert "smtp_host" in binding.get_deferred_fields()
         assert binding.smtp_port == row.smtp_port
     assert claimed_ids(now) == []
+
+
+def test_a_claimer_unschedules_a_disabled_binding_instead_of_fetching_it():
+    # Disabled while its last fetch ran: that fetch's release made it due again.
+    binding = BindingFactory(enabled=False)
+    Schedule.objects.filter(pk=binding.pk).update(next_fetch_at=timezone.now())
+    report = claimer_run(sessions=2, seconds=5)
+    assert (report.claims, report.fetched) == (2, 0)  # the second claim found nothing
+    row = Schedule.objects.get(pk=binding.pk)
+    assert (row.next_fetch_at, row.lease_token) == (None, None)
+    assert not binding.fetch_runs.exists()
 
 
 def test_it_claims_the_most_overdue_first_up_to_the_limit():
@@ -107,7 +122,7 @@ def test_a_claimed_bindings_lease_fences_its_writes():
         pass
     second.release(state=BindingState.OK)
     binding.refresh_from_db()
-    assert binding.lease_token is None
+    assert binding.schedule.lease_token is None
     assert binding.state == BindingState.OK
 
 
@@ -133,7 +148,7 @@ def test_the_claimer_fetches_into_the_maildir_and_writes_history(isp, make_bindi
 
     binding.refresh_from_db()
     assert binding.state == BindingState.OK
-    assert binding.lease_token is None
+    assert binding.schedule.lease_token is None
     run = binding.fetch_runs.get()
     assert (run.outcome, run.trigger, run.messages, run.deleted) == (
         FetchOutcome.OK,
@@ -165,8 +180,9 @@ def test_a_claim_reads_its_partial_index_not_every_binding():
         sql = claim.claim_sql("postgresql").replace("UPDATE", "EXPLAIN UPDATE", 1)
         cursor.execute(sql, [claim.uuid.uuid4(), now, "x", now, now, now, 500])
         plan = "\n".join(row[0] for row in cursor.fetchall())
-    assert "binding_claim_idx" in plan, plan
-    assert "accounts_account" not in plan  # no join, nothing but binding rows locked
+    assert "schedule_due_idx" in plan, plan
+    assert "accounts_account" not in plan  # no join but the binding row it returns
+    assert "Seq Scan" not in plan, plan  # the binding rows by primary key, one each
     assert sorted(claimed_ids(now, 500)) == sorted(due)
 
 
@@ -205,7 +221,7 @@ def test_concurrent_claimers_never_claim_a_binding_twice():
         pytest.skip("row locks with SKIP LOCKED need PostgreSQL (DATABASE_URL=postgres://...)")
     ids = set(make_many(600, due=True))
     for claimers in (2, 4):
-        Binding.objects.update(
+        Schedule.objects.update(
             next_fetch_at=timezone.now() - timedelta(seconds=1), lease_token=None
         )
         results = race_claims(claimers, limit=25, rounds=100)
@@ -224,5 +240,5 @@ def test_the_sqlite_claim_takes_each_row_once():
     assert len(first) == 20
     assert len(second) == 10
     assert sorted(first + second) == sorted(ids)
-    token = Binding.objects.filter(pk=first[0]).values_list("lease_token", flat=True).get()
+    token = Schedule.objects.filter(pk=first[0]).values_list("lease_token", flat=True).get()
     assert token is not None

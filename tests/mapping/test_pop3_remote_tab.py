@@ -3,7 +3,8 @@
 import pytest
 from django.urls import reverse
 
-from mapping.models import Binding
+from mapping.lease import Lease, lease_acquire
+from mapping.models import Binding, Schedule
 from tests.factories import ISP_PASSWORD, AccountFactory, BindingFactory, DomainFactory
 
 pytestmark = pytest.mark.django_db
@@ -154,15 +155,33 @@ def test_it_does_not_overwrite_what_a_fetch_wrote_meanwhile(admin_client, domain
 
 def test_an_edit_clears_needs_attention_and_fetches_soon(admin_client, domain):
     binding = BindingFactory(account=AccountFactory(domain=domain))
-    Binding.objects.filter(pk=binding.pk).update(state="needs_attention", next_fetch_at=None)
+    Binding.objects.filter(pk=binding.pk).update(state="needs_attention")
+    Schedule.objects.filter(pk=binding.pk).update(next_fetch_at=None)
     admin_client.post(
         reverse("binding-edit", args=[binding.account_id, binding.pk]),
         _data(username=binding.username, isp_password="New-Isp-Pass"),
     )
     binding.refresh_from_db()
     assert binding.state == "retrying"
-    assert binding.next_fetch_at is not None
+    assert binding.schedule.next_fetch_at is not None
     assert binding.get_isp_password() == "New-Isp-Pass"
+
+
+def test_disabling_unschedules_and_enabling_schedules_again(admin_client, domain):
+    binding = BindingFactory(account=AccountFactory(domain=domain))
+    edit = reverse("binding-edit", args=[binding.account_id, binding.pk])
+    admin_client.post(edit, _data(username=binding.username, enabled=""))
+    assert Schedule.objects.get(pk=binding.pk).next_fetch_at is None  # the claim never sees it
+    admin_client.post(edit, _data(username=binding.username))
+    assert Schedule.objects.get(pk=binding.pk).next_fetch_at is not None
+
+
+def test_a_binding_being_fetched_says_so_not_its_lease_expiry(admin_client, domain):
+    binding = BindingFactory(account=AccountFactory(domain=domain))
+    assert isinstance(lease_acquire(binding.pk), Lease)
+    page = admin_client.get(reverse("binding-list", args=[binding.account_id])).content.decode()
+    assert "Fetching…" in page
+    assert "after this fetch" in page
 
 
 @pytest.mark.parametrize(

@@ -121,7 +121,7 @@ def test_it_needs_attention_when_even_a_fresh_token_is_refused(
     binding.refresh_from_db()
     assert run.outcome == FetchOutcome.AUTH_FAILED
     assert binding.state == BindingState.NEEDS_ATTENTION
-    assert binding.next_fetch_at is None
+    assert binding.schedule.next_fetch_at is None
     assert "refused the access token" in binding.last_error
     assert binding.username in binding.last_error
 
@@ -145,7 +145,7 @@ def test_it_pauses_with_needs_sign_in_when_the_grant_was_revoked(auth, isp, oaut
     binding.refresh_from_db()
     assert run.outcome == FetchOutcome.NEEDS_SIGN_IN
     assert binding.state == BindingState.NEEDS_SIGN_IN
-    assert binding.next_fetch_at is None
+    assert binding.schedule.next_fetch_at is None
     assert binding.username in binding.last_error
     assert "Sign in again" in binding.last_error
     assert "xoauth2" not in auth_lines(isp, mark).lower()  # no token was sent
@@ -187,7 +187,7 @@ def test_it_retries_without_pausing_when_the_token_endpoint_is_down(auth, isp, o
     binding.refresh_from_db()
     assert run.outcome == FetchOutcome.ERROR
     assert binding.state == BindingState.RETRYING
-    assert binding.next_fetch_at is not None
+    assert binding.schedule.next_fetch_at is not None
     auth.config(token_status=0)
     assert binding_fetch(binding=binding).outcome == FetchOutcome.OK
 

@@ -54,7 +54,7 @@ def test_it_adds_a_binding_that_signs_in_and_stores_no_password(admin_client, ac
     assert binding.auth_method == "oauth2_microsoft"
     assert binding.password_encrypted == ""
     assert binding.state == BindingState.NEEDS_SIGN_IN
-    assert binding.next_fetch_at is None
+    assert binding.schedule.next_fetch_at is None
     assert "Sign in with Microsoft" in binding.last_error
     tab = admin_client.get(response["Location"]).content.decode()
     assert reverse("binding-sign-in", args=[account.pk, binding.pk]) in tab
@@ -104,7 +104,7 @@ def test_it_asks_for_a_new_sign_in_after_a_change_of_server_or_mailbox(
     binding.refresh_from_db()
     assert not OAuthCredential.objects.filter(binding=binding).exists()
     assert binding.state == BindingState.NEEDS_SIGN_IN
-    assert binding.next_fetch_at is None
+    assert binding.schedule.next_fetch_at is None
 
 
 def test_it_keeps_the_sign_in_through_other_edits(admin_client, auth, account):

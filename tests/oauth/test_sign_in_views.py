@@ -78,7 +78,7 @@ def test_it_keeps_the_sign_in_and_lets_the_binding_fetch(admin_client, auth, bin
     assert cred.signed_in_by.startswith("boss@")
     binding.refresh_from_db()
     assert binding.state == BindingState.NEW
-    assert binding.next_fetch_at <= timezone.now()
+    assert binding.schedule.next_fetch_at <= timezone.now()
     page = admin_client.get(response["Location"]).content.decode()
     assert f"Signed in as {ALICE}" in page
     assert crypto.decrypt(cred.access_token_encrypted) not in page

@@ -124,7 +124,7 @@ def test_it_pauses_the_binding_naming_the_mailbox_when_the_grant_is_revoked(auth
     binding.refresh_from_db()
     assert cred.state == OAuthState.NEEDS_SIGN_IN
     assert binding.state == BindingState.NEEDS_SIGN_IN
-    assert binding.next_fetch_at is None
+    assert binding.schedule.next_fetch_at is None
     assert ALICE in binding.last_error
     # Paused means paused: the next caller is told at once, the provider is not asked again.
     before = auth.stats()["token_requests"]

@@ -13,7 +13,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from mapping import claim
-from mapping.models import Binding, BindingState
+from mapping.models import Binding, BindingState, Schedule
 from mapping.selectors import fetch_lag
 from tests.factories import BindingFactory
 from tests.ops.test_metrics import TOKEN, samples, scrape
@@ -25,8 +25,10 @@ BANNER = "behind schedule; add workers or sessions"
 
 def overdue(minutes: float, **fields) -> Binding:
     binding = BindingFactory(**fields)
-    Binding.objects.filter(pk=binding.pk).update(
-        state=BindingState.OK, next_fetch_at=timezone.now() - timedelta(minutes=minutes)
+    Binding.objects.filter(pk=binding.pk).update(state=BindingState.OK)
+    # A disabled binding is not scheduled (Binding.save, services.binding_save).
+    Schedule.objects.filter(pk=binding.pk, binding__enabled=True).update(
+        next_fetch_at=timezone.now() - timedelta(minutes=minutes)
     )
     return binding
 
@@ -43,15 +45,14 @@ def test_the_lag_is_the_age_of_the_oldest_due_unleased_enabled_binding(settings)
     assert lag.behind
     assert lag.words == "10 minutes"
     claim.bindings_claim(timezone.now(), 1)  # a claimer took the oldest: no longer waiting
-    assert Binding.objects.get(pk=oldest.pk).lease_token is not None
+    assert Schedule.objects.get(pk=oldest.pk).lease_token is not None
     assert 50 < fetch_lag().seconds < 70
     assert not fetch_lag().behind
 
 
 def test_a_new_binding_waits_since_its_creation(settings):
-    binding = BindingFactory()  # new, never scheduled
-    Binding.objects.filter(pk=binding.pk).update(created_at=timezone.now() - timedelta(hours=3))
-    assert fetch_lag().words == "3.0 hours"
+    binding = BindingFactory()  # new: due from the moment it is saved
+    assert fetch_lag(now=binding.created_at + timedelta(hours=3)).words == "3.0 hours"
 
 
 def test_the_overview_and_the_domain_list_say_it_in_words_past_the_limit(admin_client_su, settings):

@@ -14,7 +14,14 @@ from prometheus_client.parser import text_string_to_metric_families
 from domains.models import Security
 from mailservice.models import RelayState, RelayStatus
 from mapping.fetch import binding_fetch
-from mapping.models import Binding, BindingState, LeavePolicy, QuarantinedMessage, QuarantineState
+from mapping.models import (
+    Binding,
+    BindingState,
+    LeavePolicy,
+    QuarantinedMessage,
+    QuarantineState,
+    Schedule,
+)
 from tests.factories import BindingFactory
 from tests.servers.celeryworker import celery_worker
 from tests.servers.faultpop import FaultPop
@@ -69,9 +76,11 @@ def test_it_reports_fetches_state_backlog_lag_and_quarantine(live_server, settin
         binding_fetch(binding=binding)
     broken = BindingFactory()
     Binding.objects.filter(pk=broken.pk).update(state=BindingState.NEEDS_ATTENTION)
+    Schedule.objects.filter(pk=broken.pk).update(next_fetch_at=None)  # as a failure leaves it
     overdue = BindingFactory()
-    Binding.objects.filter(pk=overdue.pk).update(
-        state=BindingState.OK, next_fetch_at=timezone.now() - timedelta(minutes=10)
+    Binding.objects.filter(pk=overdue.pk).update(state=BindingState.OK)
+    Schedule.objects.filter(pk=overdue.pk).update(
+        next_fetch_at=timezone.now() - timedelta(minutes=10)
     )
     BindingFactory(enabled=False)
     now = timezone.now()
