@@ -269,6 +269,13 @@ class Schedule(models.Model):
         return f"schedule of binding {self.binding_id}"
 
     @property
+    def upcoming(self) -> datetime | None:
+        """The next fetch's time while it is ahead; None once it is due (the console says
+        "soon": a claimer takes it at its next claim, the lag banner says if that is late)."""
+        due = self.next_fetch_at
+        return due if due and due > timezone.now() else None
+
+    @property
     def fetch_running(self) -> bool:
         """A fetch holds the lease right now (mapping.lease); no query."""
         expires = self.lease_expires_at

@@ -178,6 +178,8 @@ def test_disabling_unschedules_and_enabling_schedules_again(admin_client, domain
 
 def test_a_binding_being_fetched_says_so_not_its_lease_expiry(admin_client, domain):
     binding = BindingFactory(account=AccountFactory(domain=domain))
+    listing = reverse("binding-list", args=[binding.account_id])
+    assert "<td>soon</td>" in admin_client.get(listing).content.decode()  # due: not a past time
     assert isinstance(lease_acquire(binding.pk), Lease)
     page = admin_client.get(reverse("binding-list", args=[binding.account_id])).content.decode()
     assert "Fetching…" in page
