@@ -6,10 +6,9 @@
 As root, with the machine's PostgreSQL 15 (databases named wt_scale_*), redis-server and
 the postgresql-15 binaries (a private cluster for the poll measurement). In one run:
 
-1. claims (``scale_claim``): the single-statement floor vs the product's claim
-   (``mapping.claim``) and the stage-1 one (``bench/scale_before.py``) on the product's
-   tables, one claimer and 1/2/4 concurrent ones (duplicates and short claims counted),
-   and the stage-1 dispatcher (one beat tick publishing a task per binding);
+1. claims (``scale_claim``): the single-statement floor vs the same statement on the
+   product's queue table and the product's claim (``mapping.claim``), one claimer and
+   1/2/4 concurrent ones (duplicates and short claims counted), and on SQLite;
 2. polls (``scale_poll``): the raw POP3 client floor against the empty-mailbox server, and
    the product end to end (beat + prefork worker whose processes are claimers with many
    sessions each, on Redis and PostgreSQL): polls/s, CPU, statements, connections and
@@ -128,7 +127,7 @@ def run_claims(args, sizes: dict, redis: PrivateRedis) -> dict:
             made = scale_claim.fill(url, rows, due)
             pool = scale_claim.ClaimerPool(url, 4, env)
             try:
-                tiers.append(_claim_tier(url, pool, made, sizes, redis, last=rows == largest))
+                tiers.append(_claim_tier(url, pool, made, sizes, last=rows == largest))
             finally:
                 pool.close()
     finally:
@@ -143,14 +142,14 @@ def run_claims(args, sizes: dict, redis: PrivateRedis) -> dict:
     return {"database": url.rpartition("/")[2], "tiers": tiers, "sqlite": sqlite}
 
 
-def _claim_tier(url, pool, made: dict, sizes: dict, redis: PrivateRedis, last: bool) -> dict:
+def _claim_tier(url, pool, made: dict, sizes: dict, last: bool) -> dict:
     due = made["due"]
     limits = sorted({min(500, due // 2), due})
     latency = scale_claim.measure_latency(
         url, pool, limits, scale_claim.VARIANTS, sizes["repeat"], log
     )
     probe = pool.call(0, {"op": "latency", "variant": scale_claim.PRODUCT, "limit": limits[0]})
-    scale_claim.reset(url, ["mapping_binding"])
+    scale_claim.reset(url, ["mapping_schedule"])
     tier = {
         **made,
         "limits": limits,
@@ -176,16 +175,7 @@ def _claim_tier(url, pool, made: dict, sizes: dict, redis: PrivateRedis, last: b
                 )
         log(f"  drains: repeat {rep + 1}/{sizes['drain_repeat']} done")
     tier["drains"] = drains
-    log(f"  dispatcher: one fetch_tick claiming and publishing {due:,}")
-    tier["tick"] = scale_claim.measure_tick(url, pool, due)
-    _redis_flush(redis)
     return tier
-
-
-def _redis_flush(redis: PrivateRedis) -> None:
-    import redis as redis_client
-
-    redis_client.Redis.from_url(redis.url).flushdb()
 
 
 def _fernet_key() -> str:

@@ -3,10 +3,11 @@
 Tables (one ``wt_scale_claim`` database on the shared server, filled in SQL for speed):
 
 - the product's own tables (``manage.py migrate``): ``domains_domain`` (one per 20
-  accounts), ``accounts_account`` and ``mapping_binding`` (one binding per account), of which
-  ``due`` are due (``next_fetch_at`` spread over the last 5 minutes, most overdue first),
-  2 % of the rest disabled, the rest due in an hour or more;
-- ``scale_floor``: only the scheduling columns of ``mapping_binding`` (id, enabled,
+  accounts), ``accounts_account``, ``mapping_binding`` (one binding per account) and its
+  queue row in ``mapping_schedule``, of which ``due`` are due (``next_fetch_at`` spread over
+  the last 5 minutes, most overdue first), 2 % of the rest disabled (``next_fetch_at``
+  empty), the rest due in an hour or more;
+- ``scale_floor``: the issue's floor table, only the scheduling columns (id, enabled,
   next_fetch_at, lease_token, lease_expires_at), the same rows, a partial index on
   ``next_fetch_at WHERE enabled`` and nothing else;
 - ``scale_due``: the due rows' original ``next_fetch_at``, to put them back after a claim.
@@ -15,26 +16,20 @@ Claim variants (``VARIANTS``):
 
 - ``floor``: the single statement ``UPDATE … WHERE id IN (SELECT … ORDER BY next_fetch_at
   LIMIT n FOR UPDATE SKIP LOCKED) RETURNING id`` on ``scale_floor``;
-- ``floor-sql-binding``: the same statement on ``mapping_binding`` (its width, its three
-  other indexes and the mailmap trigger's transition tables are what differ);
-- ``floor-sql-binding-notrigger``: the same with the mailmap UPDATE trigger disabled;
-- ``stage2-shape``: the statement stage 2 needs on ``mapping_binding``: ``UPDATE … FROM``
-  account and domain (not locked), ``RETURNING`` every column a fetch reads;
+- ``floor-sql-schedule``: the same statement on the product's ``mapping_schedule`` (what
+  its extra column, foreign key and own index cost, without the binding join);
 - ``product``: ``mapping.claim.bindings_claim`` as a claimer calls it (issue 13: one
-  statement, every claimed row with its lease, the binding rows returned as models);
-- ``before``: the stage-1 tick's ``bindings_claim_due`` (``bench/scale_before.py``: three
-  statements, ``Meta.ordering`` no longer joins), for the "before" rows.
+  statement, every claimed row with its lease, the binding rows returned as models).
 
-Two more, for the concurrent drains only, measure what the database carries per empty poll
-in stage 2: ``stage2-cycle`` claims with ``stage2-shape`` and then releases every row with
-its own status UPDATE (``RELEASE_SQL``, fenced by the lease token), as each finished poll
-would; ``stage2-cycle-async`` does the same with ``synchronous_commit = off`` for the
-releases (a crash of PostgreSQL may lose the last few hundred milliseconds of them: those
-bindings are polled again once their lease expires); ``stage2-cycle-batched`` releases a
-whole batch with one statement (``RELEASE_BATCH_SQL``). ``product-cycle`` is the product's
-own: ``mapping.claim.bindings_claim``, then the releases the claimed bindings' empty polls
-end with, written as a claimer writes them (``status.QuietReleases``: one fenced
-``UPDATE … FROM unnest`` for the batch, autocommit).
+One more, for the concurrent drains only: ``product-cycle``, ``mapping.claim.bindings_claim``
+then the releases the claimed bindings' empty polls end with, written as a claimer writes
+them (``status.QuietReleases``: one fenced ``UPDATE … FROM unnest`` for the batch,
+autocommit), what the database carries per empty poll.
+
+The stage-1 claim and dispatcher (``before``) and the stage-2 statements on the binding
+row (``stage2-*``, ``floor-sql-binding``) read and wrote the binding's own due time and
+lease, which the schedule table replaced (stage 4): they cannot run on this schema any
+more. Their last figures are in bench/README-scale.md.
 
 Each claimer is its own process (``python -m bench.scale_claim serve``, Django set up on
 the claim database), driven by JSON lines on stdin/stdout, so concurrent claimers are
@@ -62,85 +57,43 @@ if str(REPO) not in sys.path:
 
 PER_DOMAIN = 20  # accounts per domain: an office
 PERMUTE = 7919  # prime: (i * PERMUTE) % rows spreads the due rows over the whole table
-CLAIM_SECONDS = 600  # the product's FETCH_CLAIM_SECONDS default
-LEASE_SECONDS = 300  # the product's FETCH_LEASE_SECONDS default
+LEASE_SECONDS = 90  # the product's FETCH_LEASE_SECONDS default (3 x POP3_TIMEOUT)
 
 FLOOR = "floor"
-FLOOR_BINDING = "floor-sql-binding"
-FLOOR_BINDING_NOTRIGGER = "floor-sql-binding-notrigger"
-STAGE2 = "stage2-shape"
-CYCLE = "stage2-cycle"
-CYCLE_ASYNC = "stage2-cycle-async"
-CYCLE_BATCHED = "stage2-cycle-batched"
-CYCLES = (CYCLE, CYCLE_ASYNC, CYCLE_BATCHED)
+FLOOR_SCHEDULE = "floor-sql-schedule"
 PRODUCT = "product"
-BEFORE = "before"
 PRODUCT_CYCLE = "product-cycle"
-VARIANTS = [FLOOR, FLOOR_BINDING, FLOOR_BINDING_NOTRIGGER, STAGE2, PRODUCT, BEFORE]
-DRAIN_VARIANTS = [
-    FLOOR, FLOOR_BINDING, STAGE2, CYCLE, CYCLE_BATCHED, PRODUCT, PRODUCT_CYCLE, BEFORE,
-]  # fmt: skip
+VARIANTS = [FLOOR, FLOOR_SCHEDULE, PRODUCT]
+DRAIN_VARIANTS = [FLOOR, FLOOR_SCHEDULE, PRODUCT, PRODUCT_CYCLE]
 TABLE = {
     FLOOR: "scale_floor",
-    FLOOR_BINDING: "mapping_binding",
-    FLOOR_BINDING_NOTRIGGER: "mapping_binding",
-    STAGE2: "mapping_binding",
-    CYCLE: "mapping_binding",
-    CYCLE_ASYNC: "mapping_binding",
-    CYCLE_BATCHED: "mapping_binding",
-    PRODUCT: "mapping_binding",
-    BEFORE: "mapping_binding",
-    PRODUCT_CYCLE: "mapping_binding",
+    FLOOR_SCHEDULE: "mapping_schedule",
+    PRODUCT: "mapping_schedule",
+    PRODUCT_CYCLE: "mapping_schedule",
 }
+KEY = {"scale_floor": "id", "mapping_schedule": "binding_id"}
+# What makes a row claimable besides its time: the floor keeps the issue's `enabled`; a
+# schedule row of a disabled binding has no due time (the partial index leaves it out).
+DUE = {"scale_floor": "enabled AND ", "mapping_schedule": ""}
 
+# The claim marker is the lease's expiry, as the product's (mapping.claim).
 FLOOR_SQL = """
-UPDATE {table} SET next_fetch_at = %(until)s, lease_token = %(token)s,
+UPDATE {table} SET next_fetch_at = %(lease_until)s, lease_token = %(token)s,
        lease_expires_at = %(lease_until)s
-WHERE id IN (
-    SELECT id FROM {table}
-    WHERE enabled AND next_fetch_at <= %(now)s
+WHERE {key} IN (
+    SELECT {key} FROM {table}
+    WHERE {due}next_fetch_at <= %(now)s
       AND (lease_token IS NULL OR lease_expires_at < %(now)s)
     ORDER BY next_fetch_at
     LIMIT %(limit)s
     FOR UPDATE SKIP LOCKED)
-RETURNING id
-"""
-
-# What stage 2's claim hands the fetch, so the fetch reads nothing else (issue 13, 3):
-# the binding's connection and policy columns, the account's and domain's names for the
-# Maildir path. The join is in UPDATE … FROM, outside the locking subquery: only binding
-# rows are locked.
-STAGE2_SQL = """
-UPDATE mapping_binding b SET next_fetch_at = %(until)s, lease_token = %(token)s,
-       lease_expires_at = %(lease_until)s
-FROM accounts_account a JOIN domains_domain d ON d.id = a.domain_id
-WHERE a.id = b.account_id AND b.id IN (
-    SELECT id FROM mapping_binding
-    WHERE enabled AND next_fetch_at <= %(now)s
-      AND (lease_token IS NULL OR lease_expires_at < %(now)s)
-    ORDER BY next_fetch_at
-    LIMIT %(limit)s
-    FOR UPDATE SKIP LOCKED)
-RETURNING b.id, b.host, b.port, b.security, b.username, b.password_encrypted,
-          b.leave_policy, b.delete_after_days, b.fetch_interval_minutes, b.state,
-          b.consecutive_failures, a.localpart, d.name
+RETURNING {key}
 """
 
 
-# The happy path's one write after an empty poll: status, next time, lease released, fenced.
-RELEASE_SQL = """
-UPDATE mapping_binding SET state = 'ok', last_check_at = %(now)s, last_success_at = %(now)s,
-       last_error = '', consecutive_failures = 0, next_fetch_at = %(next)s,
-       lease_token = NULL, lease_expires_at = NULL
-WHERE id = %(id)s AND lease_token = %(token)s
-"""
-RELEASE_BATCH_SQL = """
-UPDATE mapping_binding b SET state = v.state, last_check_at = %(now)s,
-       last_success_at = %(now)s, last_error = '', consecutive_failures = 0,
-       next_fetch_at = %(next)s, lease_token = NULL, lease_expires_at = NULL
-FROM unnest(%(ids)s::bigint[], %(states)s::text[]) AS v(id, state)
-WHERE b.id = v.id AND b.lease_token = %(token)s
-"""
+def floor_sql(table: str) -> str:
+    """The floor's single statement on `table` (``scale_floor`` or ``mapping_schedule``)."""
+    return FLOOR_SQL.format(table=table, key=KEY[table], due=DUE[table])
 
 
 # --- filling ---------------------------------------------------------------------------
@@ -154,8 +107,8 @@ def fill(url: str, rows: int, due: int) -> dict:
     domains = -(-rows // PER_DOMAIN)
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute(
-            "TRUNCATE domains_domain, accounts_account, mapping_binding, mapping_fetchrun,"
-            " mapping_seenuidl RESTART IDENTITY CASCADE"
+            "TRUNCATE domains_domain, accounts_account, mapping_binding, mapping_schedule,"
+            " mapping_fetchrun, mapping_seenuidl RESTART IDENTITY CASCADE"
         )
         conn.execute("DROP TABLE IF EXISTS scale_floor, scale_due")
         conn.execute(
@@ -185,27 +138,38 @@ def fill(url: str, rows: int, due: int) -> dict:
                 leave_policy, delete_after_days, fetch_interval_minutes, enabled, smtp_host,
                 smtp_port, smtp_security, smtp_username, smtp_password_encrypted,
                 is_outgoing_relay, state, last_check_at, last_success_at, last_error,
-                last_error_at, consecutive_failures, next_fetch_at, messages_fetched,
-                bytes_fetched, lease_token, lease_expires_at, created_at, updated_at,
-                account_id)
+                last_error_at, consecutive_failures, messages_fetched, bytes_fetched,
+                created_at, updated_at, account_id)
             SELECT 'pop.isp.example', 995, 'ssl', 'user' || i, 'gAAAAA' || repeat('x', 114),
                 'keep', NULL, 5, NOT (r >= %(due)s AND r %% 50 = 0), '', 587, 'starttls', '',
                 '', false, 'ok', now() - interval '5 minutes', now() - interval '5 minutes',
-                '', NULL, 0,
-                CASE WHEN r < %(due)s
+                '', NULL, 0, 0, 0, now(), now(), i
+            FROM (SELECT i, (i::bigint * %(permute)s) %% %(rows)s AS r
+                  FROM generate_series(1, %(rows)s) i) s
+            """,
+            {"rows": rows, "due": due, "permute": PERMUTE},
+        )
+        # Every binding's queue row; r again from the account (= i above), not from the id.
+        conn.execute(
+            """
+            INSERT INTO mapping_schedule (binding_id, next_fetch_at, lease_token,
+                lease_expires_at, lease_holder)
+            SELECT id,
+                CASE WHEN NOT enabled THEN NULL
+                     WHEN r < %(due)s
                      THEN now() - interval '1 second' * (300.0 * (%(due)s - r) / %(due)s)
                      ELSE now() + interval '1 hour'
                           + interval '1 second' * (300.0 * (r - %(due)s) / %(rest)s)
                 END,
-                0, 0, NULL, NULL, now(), now(), i
-            FROM (SELECT i, (i::bigint * %(permute)s) %% %(rows)s AS r
-                  FROM generate_series(1, %(rows)s) i) s
+                NULL, NULL, ''
+            FROM (SELECT id, enabled, (account_id::bigint * %(permute)s) %% %(rows)s AS r
+                  FROM mapping_binding) b
             """,
             {"rows": rows, "due": due, "rest": rows - due, "permute": PERMUTE},
         )
         conn.execute(
-            "CREATE TABLE scale_due AS SELECT id, next_fetch_at FROM mapping_binding"
-            " WHERE enabled AND next_fetch_at <= now()"
+            "CREATE TABLE scale_due AS SELECT binding_id AS id, next_fetch_at"
+            " FROM mapping_schedule WHERE next_fetch_at <= now()"
         )
         conn.execute("ALTER TABLE scale_due ADD PRIMARY KEY (id)")
         conn.execute(
@@ -215,8 +179,8 @@ def fill(url: str, rows: int, due: int) -> dict:
             """
         )
         conn.execute(
-            "INSERT INTO scale_floor SELECT id, enabled, next_fetch_at, NULL, NULL"
-            " FROM mapping_binding"
+            "INSERT INTO scale_floor SELECT b.id, b.enabled, s.next_fetch_at, NULL, NULL"
+            " FROM mapping_binding b JOIN mapping_schedule s ON s.binding_id = b.id"
         )
         conn.execute("CREATE INDEX scale_floor_due ON scale_floor (next_fetch_at) WHERE enabled")
         conn.execute("VACUUM ANALYZE")
@@ -228,16 +192,20 @@ def reset(url: str, tables: list[str]) -> None:
     """Put every due row back (time and lease), then VACUUM so repeats start alike."""
     with psycopg.connect(url, autocommit=True) as conn:
         for table in tables:
+            key = KEY[table]
+            holder = ", lease_holder = ''" if table == "mapping_schedule" else ""
             conn.execute(
                 f"""
                 UPDATE {table} t SET next_fetch_at = s.next_fetch_at, lease_token = NULL,
-                    lease_expires_at = NULL
+                    lease_expires_at = NULL{holder}
                 FROM scale_due s
-                WHERE t.id = s.id AND (t.next_fetch_at IS DISTINCT FROM s.next_fetch_at
-                                       OR t.lease_token IS NOT NULL)
+                WHERE t.{key} = s.id AND (t.next_fetch_at IS DISTINCT FROM s.next_fetch_at
+                                          OR t.lease_token IS NOT NULL)
                 """
             )
             conn.execute(f"VACUUM {table}")
+            if table == "mapping_schedule":  # product-cycle's releases wrote the bindings too
+                conn.execute("VACUUM mapping_binding")
 
 
 def checkpoint(url: str) -> None:
@@ -251,12 +219,6 @@ def checkpoint(url: str) -> None:
         conn.execute("CHECKPOINT")
 
 
-def set_trigger(url: str, enabled: bool) -> None:
-    state = "ENABLE" if enabled else "DISABLE"
-    with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute(f"ALTER TABLE mapping_binding {state} TRIGGER mailmap_changed_binding_update")
-
-
 # --- the claimer process ---------------------------------------------------------------
 
 
@@ -265,7 +227,6 @@ class _Claimer:
 
     def __init__(self, url: str) -> None:
         self.conn = psycopg.connect(url, autocommit=True)
-        self.async_conn = psycopg.connect(url, autocommit=True, options="-c synchronous_commit=off")
         self.statements = 0
         self.sql: list[str] = []
 
@@ -273,13 +234,6 @@ class _Claimer:
         """One claim; returns (ids, seconds, statements sent by the client)."""
         from django.utils import timezone
 
-        if variant == BEFORE:
-            from bench import scale_before
-
-            self.statements, self.sql = 0, []
-            start = time.perf_counter()
-            ids = scale_before.bindings_claim_due(timezone.now(), limit)
-            return list(ids), time.perf_counter() - start, self.statements
         if variant in (PRODUCT, PRODUCT_CYCLE):
             from mapping import claim, status
 
@@ -301,39 +255,15 @@ class _Claimer:
         now = timezone.now()
         params = {
             "now": now,
-            "until": now + timedelta(seconds=CLAIM_SECONDS),
             "lease_until": now + timedelta(seconds=LEASE_SECONDS),
             "token": uuid.uuid4(),
             "limit": limit,
         }
-        stage2 = variant in (STAGE2, *CYCLES)
-        sql = STAGE2_SQL if stage2 else FLOOR_SQL.format(table=TABLE[variant])
+        sql = floor_sql(TABLE[variant])
         start = time.perf_counter()
         # prepare=False: sent the way Django sends it (no server-side prepared statement).
         ids = [row[0] for row in self.conn.execute(sql, params, prepare=False).fetchall()]
-        statements = 1
-        if variant in CYCLES and ids:
-            statements += self._release(variant, ids, params["token"])
-        return ids, time.perf_counter() - start, statements
-
-    def _release(self, variant: str, ids: list[int], token: uuid.UUID) -> int:
-        from django.utils import timezone
-
-        now = timezone.now()
-        values = {"now": now, "next": now + timedelta(minutes=5), "token": token}
-        if variant == CYCLE_BATCHED:
-            batch = {**values, "ids": ids, "states": ["ok"] * len(ids)}
-            released = self.conn.execute(RELEASE_BATCH_SQL, batch, prepare=False).rowcount
-            statements = 1
-        else:
-            conn = self.async_conn if variant == CYCLE_ASYNC else self.conn
-            released = sum(
-                conn.execute(RELEASE_SQL, {**values, "id": i}, prepare=False).rowcount for i in ids
-            )
-            statements = len(ids)
-        if released != len(ids):  # the fence: only our own leases are released
-            raise RuntimeError(f"released {released} of {len(ids)} claimed rows")
-        return statements
+        return ids, time.perf_counter() - start, 1
 
     def count(self, execute, sql, params, many, context):
         self.statements += 1
@@ -359,12 +289,10 @@ def serve(url: str) -> None:
         if command["op"] == "latency":
             ids, seconds, statements = claimer.claim(command["variant"], command["limit"])
             result = {"ids": ids, "seconds": seconds, "statements": statements}
-            result["sql"] = claimer.sql if command["variant"] in (PRODUCT, BEFORE) else []
+            result["sql"] = claimer.sql if command["variant"] == PRODUCT else []
         elif command["op"] == "drain":
             claims, timed_out = _drain(claimer, command)
             result = {"claims": claims, "timed_out": timed_out}
-        elif command["op"] == "tick":
-            result = _tick(command["limit"])
         else:
             result = {"error": f"unknown op {command['op']}"}
         print(json.dumps(result), flush=True)
@@ -385,30 +313,6 @@ def _drain(claimer: _Claimer, command: dict) -> tuple[list[list], bool]:
             return claims, False
         if time.monotonic() > until:
             return claims, True
-
-
-def _tick(limit: int) -> dict:
-    """The stage-1 beat tick (bench/scale_before.py): claim, publish a task per binding."""
-    from bench import scale_before as scheduler
-
-    claim = scheduler.bindings_claim_due
-    spent = {"claim": 0.0}
-
-    def timed(now, limit=500):
-        start = time.perf_counter()
-        try:
-            return claim(now, limit)
-        finally:
-            spent["claim"] += time.perf_counter() - start
-
-    scheduler.bindings_claim_due = timed
-    try:
-        start = time.perf_counter()
-        count = scheduler.fetch_tick(limit)
-        seconds = time.perf_counter() - start
-    finally:
-        scheduler.bindings_claim_due = claim
-    return {"bindings": count, "seconds": seconds, "claim_s": spent["claim"]}
 
 
 class ClaimerPool:
@@ -485,11 +389,7 @@ def measure_latency(
             for variant in order:
                 checkpoint(url)
                 reset(url, [TABLE[variant]])
-                set_trigger(url, variant != FLOOR_BINDING_NOTRIGGER)
-                try:
-                    got = pool.call(0, {"op": "latency", "variant": variant, "limit": limit})
-                finally:
-                    set_trigger(url, True)
+                got = pool.call(0, {"op": "latency", "variant": variant, "limit": limit})
                 item = results[variant, limit]
                 item.seconds.append(got["seconds"])
                 item.statements = got["statements"]
@@ -532,7 +432,7 @@ def measure_drain(
     max_seconds: float,
 ) -> Drain:
     """`claimers` processes claim batches of a reset table at once until none is due (or
-    `max_seconds` passed: the cycle variants release row by row and are slow)."""
+    `max_seconds` passed)."""
     reset(url, [TABLE[variant]])
     start_at = time.monotonic() + 0.3
     command = {"op": "drain", "variant": variant, "batch": batch, "start_at": start_at}
@@ -568,17 +468,6 @@ def judge_drain(
     last_useful_start = max(c[0] for c in useful)
     result.short = sum(1 for c in claims if len(c[2]) < batch and c[1] < last_useful_start)
     return result
-
-
-def measure_tick(url: str, pool: ClaimerPool, limit: int) -> dict:
-    """Today's dispatcher: one fetch_tick claiming `limit` bindings and publishing each."""
-    reset(url, ["mapping_binding"])
-    got = pool.call(0, {"op": "tick", "limit": limit})
-    reset(url, ["mapping_binding"])
-    publish = got["seconds"] - got["claim_s"]
-    got["publish_ms_each"] = 1000 * publish / got["bindings"] if got["bindings"] else 0.0
-    got["bindings_per_s"] = got["bindings"] / got["seconds"] if got["seconds"] else 0.0
-    return got
 
 
 if __name__ == "__main__":

@@ -121,14 +121,20 @@ def prepare(env: PollEnv, bindings: int) -> None:
             INSERT INTO mapping_binding (host, port, security, username, password_encrypted,
                 leave_policy, delete_after_days, fetch_interval_minutes, enabled, smtp_host,
                 smtp_port, smtp_security, smtp_username, smtp_password_encrypted,
-                is_outgoing_relay, state, last_error, consecutive_failures, next_fetch_at,
+                is_outgoing_relay, state, last_error, consecutive_failures,
                 messages_fetched, bytes_fetched, created_at, updated_at, account_id, fetch_rows)
             SELECT '127.0.0.1', %s, 'none', 'user' || a.id, %s, 'keep', NULL, 5, true, '',
-                587, 'starttls', '', '', false, 'ok', '', 0, now(), 0, 0, now(), now(), a.id,
-                false
+                587, 'starttls', '', '', false, 'ok', '', 0, 0, 0, now(), now(), a.id, false
             FROM accounts_account a
             """,
             [env.pop_port, token],
+        )
+        conn.execute(
+            """
+            INSERT INTO mapping_schedule (binding_id, next_fetch_at, lease_token,
+                lease_expires_at, lease_holder)
+            SELECT id, now(), NULL, NULL, '' FROM mapping_binding
+            """
         )
     # A steady state: every Maildir exists (the first fetch of a binding makes and fsyncs
     # it once, which is not what a poll costs).
@@ -148,10 +154,13 @@ def reset(env: PollEnv) -> None:
     """Every binding due now, no lease, no history; statistics cleared."""
     with psycopg.connect(env.url, autocommit=True) as conn:
         conn.execute(
-            f"""{TAG} UPDATE mapping_binding SET state = 'ok', next_fetch_at = now()
-                - interval '1 millisecond' * id, lease_token = NULL, lease_expires_at = NULL,
-                last_error = '', consecutive_failures = 0, last_check_at = NULL,
-                fetch_rows = false"""
+            f"""{TAG} UPDATE mapping_binding SET state = 'ok', last_error = '',
+                consecutive_failures = 0, last_check_at = NULL, fetch_rows = false"""
+        )
+        conn.execute(
+            f"""{TAG} UPDATE mapping_schedule SET next_fetch_at = now()
+                - interval '1 millisecond' * binding_id, lease_token = NULL,
+                lease_expires_at = NULL, lease_holder = ''"""
         )
         conn.execute(f"{TAG} DELETE FROM mapping_fetchrun")
         conn.execute("VACUUM ANALYZE")
@@ -184,25 +193,30 @@ def _statements(conn: psycopg.Connection) -> list[tuple[str, int, bool, int]]:
             ORDER BY calls DESC""",
         [f"%{TAG}%"],
     ).fetchall()
-    return [(" ".join(q.split())[:160], calls, top, n) for q, calls, top, n in rows]
+    # Whole texts: the batched release names mapping_binding some 300-500 characters in.
+    return [(" ".join(q.split()), calls, top, n) for q, calls, top, n in rows]
 
 
 def _done(conn: psycopg.Connection) -> tuple[int, int]:
     """(bindings polled, of which not OK): a poll's release sets last_check_at (reset: NULL)."""
     row = conn.execute(
-        f"{TAG} SELECT count(*), count(*) FILTER (WHERE state <> 'ok') FROM mapping_binding"
-        " WHERE last_check_at IS NOT NULL AND lease_token IS NULL"
+        f"{TAG} SELECT count(*), count(*) FILTER (WHERE b.state <> 'ok') FROM mapping_binding b"
+        " JOIN mapping_schedule s ON s.binding_id = b.id"
+        " WHERE b.last_check_at IS NOT NULL AND s.lease_token IS NULL"
     ).fetchone()
     return row[0], row[1]
 
 
 def _releases(top: list[tuple[str, int, bool, int]]) -> int:
-    """Bindings given back at the end of a poll (rows of the fenced release UPDATEs, one or
-    a claimer's batch per statement), from pg_stat_statements."""
+    """Bindings given back at the end of a poll, from pg_stat_statements: rows of the status
+    writes that end a fetch (a claimer's batch, ``WITH … UPDATE mapping_binding … RETURNING``,
+    or a single run's ORM ``UPDATE "mapping_binding"``)."""
     return sum(
         rows
         for query, _, is_top, rows in top
-        if is_top and query.startswith('UPDATE "mapping_binding"') and "last_check_at" in query
+        if is_top
+        and ("UPDATE mapping_binding" in query or 'UPDATE "mapping_binding"' in query)
+        and "last_check_at" in query
     )
 
 

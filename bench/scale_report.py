@@ -12,9 +12,9 @@ from collections import defaultdict
 
 from bench import scale_claim, scale_sim
 
-# Figures the issue quotes, used for a model only when this run did not measure them
-# (``--phases sim``); the report names the source of every model.
-ISSUE = {"per_box": 42.0, "tick": 500 / 30, "dispatcher": 1300.0, "floor": 1500.0}
+# A figure the issue quotes, for the model this run cannot measure (the stage-1
+# dispatcher's rate); the report names the source of every model.
+ISSUE = {"dispatcher": 1300.0}
 TARGET_FLOOR_SHARE = 0.25
 TARGET_POLLS = 300.0
 TARGET_CLAIM_RATIO = 1.5
@@ -22,8 +22,9 @@ TARGET_STATEMENTS = 2
 DB_CORES = 8  # the dedicated database server of the sizing model (README "Sizing")
 # Stage 1's full run on this machine (bench/README-scale.md, "the before"): the product as it
 # was (beat tick + one task per binding, prefork worker, a session per child). Printed next
-# to this run's figures; the old worker path no longer exists to be run again. The claim
-# and the dispatcher before are measured again in this run (bench/scale_before.py).
+# to this run's figures; the old worker path no longer exists to be run again. Neither do
+# the stage-1 claim and dispatcher: they read the binding's own due time and lease, which
+# stage 4 moved to mapping_schedule; their last measurements are in bench/README-scale.md.
 BEFORE = {
     "polls_per_s": 70.8,
     "polls_label": "70.8/s (beat tick + a task per binding, prefork concurrency 4)",
@@ -34,6 +35,7 @@ BEFORE = {
     "rss_per_100": 8332.0,
     "tick_per_s": 500 / 30,
 }
+NOT_MEASURED = "not measured (schema changed in stage 4; see bench/README-scale.md)"
 
 
 def _table(rows: list[list[str]], left: int = 1) -> str:
@@ -99,45 +101,30 @@ def _drain_summary(results: dict) -> dict[tuple[str, int], dict]:
     return summary
 
 
-def _tick(results: dict) -> dict | None:
-    for tier in results.get("claim", {}).get("tiers", []):
-        if "tick" in tier:
-            return tier["tick"]
-    return None
-
-
 def sim_models(results: dict) -> list[scale_sim.Model]:
-    """Before (stage 1), stage 2's targets and stage 2 as built, with this run's rates."""
+    """Before (stage 1) and the product as built, with this run's rates.
+
+    Stage 2's "at the targets" models are gone with the variants that measured their caps
+    (``stage2-cycle``, ``stage2-cycle-batched``: statements on the binding row's old due
+    time and lease); the stage-1 dispatcher no longer runs, so its cap is the issue's figure.
+    """
     best = _best_product(results)
     per_box, per_box_src = (
         (best["steady_polls_per_s"], f"measured, {_label(best)} (processes x sessions)")
         if best
         else (None, "")
     )
-    tick = _tick(results)
-    dispatcher, dispatcher_src = (
-        (tick["bindings_per_s"], "measured: one stage-1 fetch_tick")
-        if tick
-        else (ISSUE["dispatcher"], "issue 13")
-    )
-    floor = results.get("poll", {}).get("floor")
-    floor_rate, floor_src = (
-        (floor["polls_per_s"], "measured") if floor else (ISSUE["floor"], "issue 13")
-    )
     claims = _drain_summary(results)
-
-    def cap(variant: str) -> tuple[float | None, str]:
-        best = max(
-            (v["rows_per_s"] for (name, _), v in claims.items() if name == variant), default=None
-        )
-        if best is None:
-            return None, "no database cap measured"
-        return best, f"cap = this box's PostgreSQL doing claim + release ({variant}, best of 1/2/4)"
-
-    per_row, per_row_src = cap(scale_claim.CYCLE)
-    batched, batched_src = cap(scale_claim.CYCLE_BATCHED)
-    product_cap, product_cap_src = cap(scale_claim.PRODUCT_CYCLE)
-    target = max(TARGET_POLLS, TARGET_FLOOR_SHARE * floor_rate)
+    product_cap = max(
+        (v["rows_per_s"] for (name, _), v in claims.items() if name == scale_claim.PRODUCT_CYCLE),
+        default=None,
+    )
+    product_cap_src = (
+        f"cap = this box's PostgreSQL doing claim + release ({scale_claim.PRODUCT_CYCLE}, "
+        "best of 1/2/4)"
+        if product_cap
+        else "no database cap measured"
+    )
     before_box = BEFORE["polls_per_s"]
     models = [
         scale_sim.Model(
@@ -149,20 +136,9 @@ def sim_models(results: dict) -> list[scale_sim.Model]:
         scale_sim.Model(
             "before: tick limit raised, ticks back to back",
             before_box,
-            dispatcher,
-            f"per box: stage 1's measurement; cap = one dispatcher ({dispatcher_src})",
-        ),
-        scale_sim.Model(
-            "stage 2 at the targets, one release per poll",
-            target,
-            per_row,
-            f"per box max(300, 0.25 x raw floor {floor_src}); {per_row_src}",
-        ),
-        scale_sim.Model(
-            "stage 2 at the targets, batched releases",
-            target,
-            batched,
-            f"per box max(300, 0.25 x raw floor {floor_src}); {batched_src}",
+            ISSUE["dispatcher"],
+            "per box: stage 1's measurement; cap = one dispatcher (issue 13's figure; the "
+            "stage-1 dispatcher is not measured since the schema changed in stage 4)",
         ),
     ]
     if per_box:
@@ -218,30 +194,25 @@ def build(results: dict) -> tuple[str, list[dict], list[dict]]:
 def _headline(results: dict) -> list[str]:
     """Before (stage 1, same machine) next to this run, the issue's figures beside them."""
     rows = [["figure", "before (stage 1)", "this run", "issue 13 quotes"]]
-    dispatch = _tick(results)
-    if dispatch:
+    if "claim" in results:
         rows.append(
             [
-                "bindings/s one dispatcher can hand out (stage-1 fetch_tick, measured now)",
-                f"{dispatch['bindings_per_s']:,.0f} ({dispatch['publish_ms_each']:.2f} ms per "
-                "publish)",
+                "bindings/s one dispatcher can hand out (stage-1 fetch_tick)",
+                NOT_MEASURED,
                 "no dispatcher: claimers claim for themselves",
                 "~1,300 (0.74 ms per publish)",
             ]
         )
     for tier in results.get("claim", {}).get("tiers", []):
         by = {(i["variant"], i["limit"]): i["median_ms"] for i in tier["latency"]}
-        ratio = {
-            v: [by[v, n] / by[scale_claim.FLOOR, n] for n in tier["limits"]]
-            for v in (scale_claim.PRODUCT, scale_claim.BEFORE)
-        }
+        ratio = [by[scale_claim.PRODUCT, n] / by[scale_claim.FLOOR, n] for n in tier["limits"]]
         rows.append(
             [
                 f"claim / floor, {tier['due']:,} due of {tier['rows']:,} (limits "
                 + ", ".join(f"{n:,}" for n in tier["limits"])
                 + ")",
-                " / ".join(_x(v) for v in ratio[scale_claim.BEFORE]) + " (measured now)",
-                " / ".join(_x(v) for v in ratio[scale_claim.PRODUCT]),
+                NOT_MEASURED,
+                " / ".join(_x(v) for v in ratio),
                 "2.1-2.6x at 500, 6.6-8.2x at 10,000",
             ]
         )
@@ -338,17 +309,7 @@ def _claims(results: dict, checks: list, ratios: list) -> list[str]:
         ]
     out += _drain_section(results, checks, ratios)
     out += _sqlite(claim.get("sqlite"), ratios)
-    tick = _tick(results)
-    if tick:
-        out += [
-            "**Before: the stage-1 dispatcher** (one `fetch_tick`, `bench/scale_before.py`, limit "
-            "raised to "
-            f"{tick['bindings']:,}): {tick['bindings_per_s']:,.0f} bindings/s — claim "
-            f"{1000 * tick['claim_s']:.0f} ms, then one Celery publish per binding "
-            f"({tick['publish_ms_each']:.2f} ms each, "
-            f"{100 * (1 - tick['claim_s'] / tick['seconds']):.0f} % of the tick).",
-            "",
-        ]
+    out += [f"**Before: the stage-1 claim and dispatcher**: {NOT_MEASURED}.", ""]
     return out
 
 
@@ -374,10 +335,11 @@ def _sqlite(sqlite: dict | None, ratios: list) -> list[str]:
         f"**SQLite {sqlite['sqlite']}** ({sqlite['due']:,} due of {sqlite['rows']:,}, limit "
         f"{sqlite['limit']}, one claimer, median of {sqlite['repeat']}): the product's claim "
         f"{ms['product']:,.1f} ms (one statement, shipped rollback journal; before: "
-        f"{ms.get('before', 0):,.1f} ms, one commit per binding); the floor's single "
-        f"statement {ms['floor']:.1f} ms in the same journal, {ms['floor-wal']:.1f} ms in WAL "
-        f"with synchronous=NORMAL. A status UPDATE per binding, each committed: "
-        f"{each['release']:.2f} ms in the shipped journal, {each['release-wal']:.2f} ms in WAL.",
+        f"{NOT_MEASURED}); the floor's single statement on `mapping_schedule` "
+        f"{ms['floor']:.1f} ms in the same journal, {ms['floor-wal']:.1f} ms in WAL with "
+        "synchronous=NORMAL. One binding's release (its schedule row and its status, two "
+        f"UPDATEs in one transaction), each committed: {each['release']:.2f} ms in the "
+        f"shipped journal, {each['release-wal']:.2f} ms in WAL.",
         "",
     ]
 
@@ -432,7 +394,7 @@ def _drain_section(results: dict, checks: list, ratios: list) -> list[str]:
             " claims",
         }
     )
-    for variant in (scale_claim.PRODUCT, scale_claim.STAGE2):
+    for variant in (scale_claim.PRODUCT,):
         rates = [summary.get((variant, n), {}).get("claims_per_s") for n in (1, 2, 4)]
         if None in rates:
             continue

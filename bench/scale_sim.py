@@ -4,8 +4,8 @@ Model (the product's contract, nothing more): B bindings on an interval I; a bin
 polled at t is due again at t + I (an empty poll takes milliseconds). Each virtual second
 the cluster polls up to ``min(boxes * per-box rate, cluster cap)`` due bindings, oldest
 first (the claim orders by ``next_fetch_at``). The cluster cap is what no number of boxes
-raises: today the one beat dispatcher (tick limit / tick period, or one dispatcher's
-claim + publish rate with the limit raised); in stage 2 the database's claim capacity.
+raises: in stage 1 the one beat dispatcher (tick limit / tick period, or one dispatcher's
+claim + publish rate with the limit raised); since stage 2 the database's claim capacity.
 
 Bindings are kept as counts per second of due time (a histogram), so a million bindings
 over hours of virtual time take well under a second. Two starting states:

@@ -7,14 +7,17 @@ directory, ``manage.py migrate``, rows filled in SQL like ``scale_claim.fill``).
 from a reset table each time:
 
 - ``product``: ``mapping.claim.bindings_claim`` with the shipped database settings
-  (rollback journal, ``synchronous=FULL``): one ``UPDATE … RETURNING`` statement;
-- ``before``: the stage-1 tick's claim (``bench/scale_before.py``: one commit per candidate);
-- ``floor``: ``UPDATE … WHERE id IN (SELECT … ORDER BY next_fetch_at LIMIT n) RETURNING id``
-  in one ``BEGIN IMMEDIATE`` transaction, same journal;
+  (rollback journal, ``synchronous=FULL``): one ``UPDATE … RETURNING`` statement and the
+  read of the claimed bindings;
+- ``floor``: ``UPDATE … WHERE binding_id IN (SELECT … ORDER BY next_fetch_at LIMIT n)
+  RETURNING binding_id`` on ``mapping_schedule`` in one transaction, same journal;
 - ``floor-wal``: the same statement with ``journal_mode=WAL`` and ``synchronous=NORMAL``
   (what stage 2 proposes for SQLite);
-- ``release`` and ``release-wal``: one status UPDATE per binding, each its own commit, per
-  row, in both journal modes (what an empty poll's release costs).
+- ``release`` and ``release-wal``: one binding's release per binding (its schedule row and
+  its status, two UPDATEs in one transaction, as ``Lease.release`` writes one), each its
+  own commit, in both journal modes (what an empty poll's release costs).
+
+The stage-1 claim (``before``) read the binding's own due time, gone since stage 4.
 
 Prints one JSON line.
 """
@@ -43,17 +46,21 @@ NEXT = """CASE WHEN r < :due
     THEN strftime('%Y-%m-%d %H:%M:%f', 'now', '-' || (300.0 * (:due - r) / :due) || ' seconds')
     ELSE strftime('%Y-%m-%d %H:%M:%f', 'now', '+1 hour') END"""
 FLOOR_SQL = """
-UPDATE mapping_binding SET next_fetch_at = %s, lease_token = %s, lease_expires_at = %s
-WHERE id IN (
-    SELECT id FROM mapping_binding
-    WHERE enabled AND next_fetch_at <= %s AND (lease_token IS NULL OR lease_expires_at < %s)
+UPDATE mapping_schedule SET next_fetch_at = %s, lease_token = %s, lease_expires_at = %s
+WHERE binding_id IN (
+    SELECT binding_id FROM mapping_schedule
+    WHERE next_fetch_at <= %s AND (lease_token IS NULL OR lease_expires_at < %s)
     ORDER BY next_fetch_at LIMIT %s)
-RETURNING id
+RETURNING binding_id
 """
-RELEASE_SQL = """
+RELEASE_SCHEDULE_SQL = """
+UPDATE mapping_schedule SET next_fetch_at = %s, lease_token = NULL, lease_expires_at = NULL,
+    lease_holder = ''
+WHERE binding_id = %s
+"""
+RELEASE_STATUS_SQL = """
 UPDATE mapping_binding SET state = 'ok', last_check_at = %s, last_success_at = %s,
-    last_error = '', consecutive_failures = 0, next_fetch_at = %s, lease_token = NULL,
-    lease_expires_at = NULL
+    last_error = '', consecutive_failures = 0
 WHERE id = %s
 """
 
@@ -81,26 +88,34 @@ def _fill(cursor, rows: int, due: int) -> None:
             table="mapping_binding (host, port, security, username, password_encrypted, "
             "leave_policy, fetch_interval_minutes, enabled, smtp_host, smtp_port, "
             "smtp_security, smtp_username, smtp_password_encrypted, is_outgoing_relay, state, "
-            "last_error, consecutive_failures, next_fetch_at, messages_fetched, bytes_fetched, "
+            "last_error, consecutive_failures, messages_fetched, bytes_fetched, "
             "created_at, updated_at, account_id)",
             columns="'pop.isp.example', 995, 'ssl', 'user' || i, 'gAAAAA', 'keep', 5, "
-            f"NOT (r >= :due AND r % 50 = 0), '', 587, 'starttls', '', '', 0, 'ok', '', 0, "
-            f"{NEXT}, 0, 0, datetime('now'), datetime('now'), i",
+            "NOT (r >= :due AND r % 50 = 0), '', 587, 'starttls', '', '', 0, 'ok', '', 0, "
+            "0, 0, datetime('now'), datetime('now'), i",
         )
         .replace(":rows", str(rows))
         .replace(":due", str(due))
     )
+    # Every binding's queue row (a disabled one has no due time); r again from the account.
+    schedule = (
+        "INSERT INTO mapping_schedule (binding_id, next_fetch_at, lease_token, "
+        f"lease_expires_at, lease_holder) SELECT id, CASE WHEN enabled THEN {NEXT} END, "
+        "NULL, NULL, '' FROM (SELECT id, enabled, (account_id * 7919) % :rows AS r "
+        "FROM mapping_binding)"
+    )
+    cursor.execute(schedule.replace(":rows", str(rows)).replace(":due", str(due)))
     cursor.execute(
-        "CREATE TABLE scale_due AS SELECT id, next_fetch_at FROM mapping_binding "
-        "WHERE enabled AND next_fetch_at <= strftime('%Y-%m-%d %H:%M:%f', 'now')"
+        "CREATE TABLE scale_due AS SELECT binding_id AS id, next_fetch_at FROM mapping_schedule "
+        "WHERE next_fetch_at <= strftime('%Y-%m-%d %H:%M:%f', 'now')"
     )
 
 
 def _reset(cursor) -> None:
     cursor.execute(
-        "UPDATE mapping_binding SET next_fetch_at = (SELECT s.next_fetch_at FROM scale_due s "
-        "WHERE s.id = mapping_binding.id), lease_token = NULL, lease_expires_at = NULL "
-        "WHERE id IN (SELECT id FROM scale_due)"
+        "UPDATE mapping_schedule SET next_fetch_at = (SELECT s.next_fetch_at FROM scale_due s "
+        "WHERE s.id = mapping_schedule.binding_id), lease_token = NULL, lease_expires_at = NULL, "
+        "lease_holder = '' WHERE binding_id IN (SELECT id FROM scale_due)"
     )
 
 
@@ -116,7 +131,6 @@ def measure(rows: int, due: int, limit: int, repeat: int) -> dict:
     from django.db import connection, transaction
     from django.utils import timezone
 
-    from bench import scale_before
     from mapping import claim
 
     call_command("migrate", verbosity=0)
@@ -128,30 +142,27 @@ def measure(rows: int, due: int, limit: int, repeat: int) -> dict:
 
     def floor_claim() -> int:
         now = timezone.now()
-        lease = (now + timedelta(seconds=600), str(uuid.uuid4()).replace("-", ""))
+        until = now + timedelta(seconds=90)  # the claim marker is the lease's expiry
         with transaction.atomic(), connection.cursor() as cursor:
             cursor.execute("SELECT 1")  # Django opens the transaction lazily
-            params = [lease[0], lease[1], now + timedelta(seconds=300), now, now, limit]
+            params = [until, uuid.uuid4().hex, until, now, now, limit]
             cursor.execute(FLOOR_SQL, params)
             return len(cursor.fetchall())
 
     def release(ids: list[int]) -> int:
         for binding_id in ids:
             now = timezone.now()
-            with connection.cursor() as cursor:
-                cursor.execute(RELEASE_SQL, [now, now, now + timedelta(minutes=5), binding_id])
+            with transaction.atomic(), connection.cursor() as cursor:
+                cursor.execute(RELEASE_SCHEDULE_SQL, [now + timedelta(minutes=5), binding_id])
+                cursor.execute(RELEASE_STATUS_SQL, [now, now, binding_id])
         return len(ids)
 
     def product_claim() -> int:
         return len(claim.bindings_claim(timezone.now(), limit))
 
-    def before_claim() -> int:
-        return len(scale_before.bindings_claim_due(timezone.now(), limit))
-
     due_ids = [r[0] for r in connection.cursor().execute("SELECT id FROM scale_due LIMIT 100")]
     plan = [
         ("product", False, product_claim),
-        ("before", False, before_claim),
         ("floor", False, floor_claim),
         ("floor-wal", True, floor_claim),
         ("release", False, lambda: release(due_ids)),

@@ -130,7 +130,7 @@ def _serve(socks: list[tuple[socket.socket, ssl.SSLContext | None]], password) -
         loop.add_signal_handler(signal.SIGTERM, stop.set_result, None)
         loop.add_signal_handler(signal.SIGINT, stop.set_result, None)
         for sock, tls in socks:
-            await loop.create_server(lambda: _Session(server), sock=sock, ssl=tls)
+            await loop.create_server(lambda: _Session(server), sock=sock, ssl=tls, backlog=4096)
         await stop
 
     asyncio.run(main())
