@@ -116,8 +116,14 @@ def shared_settings(url: str) -> dict[str, str]:
 class PrivatePostgres:
     """A throwaway PostgreSQL 15 cluster with pg_stat_statements; see the module doc."""
 
-    def __init__(self, *, like: str | None = None, user: str = "postgres") -> None:
-        self.like, self.user = like, user
+    def __init__(
+        self,
+        *,
+        like: str | None = None,
+        user: str = "postgres",
+        overrides: dict[str, str] | None = None,
+    ) -> None:
+        self.like, self.user, self.overrides = like, user, overrides or {}
         self.dir: Path | None = None
         self.port = 0
         self.pid = 0
@@ -142,7 +148,7 @@ class PrivatePostgres:
         initdb = [str(PG_BIN / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres"]
         self._as_user([*initdb, "--no-sync", "-E", "UTF8", "--locale=C.UTF-8"])
         self.port = free_port()
-        self.settings = shared_settings(self.like) if self.like else {}
+        self.settings = {**(shared_settings(self.like) if self.like else {}), **self.overrides}
         options = {
             **self.settings,
             "port": str(self.port),
