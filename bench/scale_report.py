@@ -144,7 +144,7 @@ def sim_models(results: dict) -> list[scale_sim.Model]:
     if per_box:
         models.append(
             scale_sim.Model(
-                "stage 2 as built, this box's PostgreSQL",
+                "as built, this box's PostgreSQL",
                 per_box,
                 product_cap,
                 f"per box {per_box_src}; {product_cap_src}",
@@ -154,7 +154,7 @@ def sim_models(results: dict) -> list[scale_sim.Model]:
         if pg_ms > 0:
             models.append(
                 scale_sim.Model(
-                    f"stage 2 as built, {DB_CORES}-core PostgreSQL server",
+                    f"as built, {DB_CORES}-core PostgreSQL server",
                     per_box,
                     DB_CORES * 1000 / pg_ms,
                     f"per box {per_box_src}; cap = {DB_CORES} cores / PostgreSQL CPU per poll "
