@@ -47,6 +47,7 @@ from bench.scale_servers import (  # noqa: E402
     database_drop,
     database_recreate,
     migrate,
+    shared_settings,
 )
 from tests.servers.emptypop import EmptyPop  # noqa: E402
 
@@ -147,7 +148,8 @@ def run_claims(args, sizes: dict, redis: PrivateRedis) -> dict:
 
 def _claims_sized(url: str, sizes: dict, env: dict[str, str]) -> dict | None:
     """The largest size again on a private cluster whose shared_buffers hold the binding and
-    schedule tables (the shared server's 128 MB do not at 1,000,000): what a PostgreSQL
+    schedule tables (the shared server's may not: 128 MB on Debian, a third of
+    mapping_binding at 1,000,000): what a PostgreSQL
     sized as README "Sizing a deployment" says pays per claim. Latency only."""
     if PrivatePostgres.available():
         return None
@@ -169,6 +171,7 @@ def _claims_sized(url: str, sizes: dict, env: dict[str, str]) -> dict | None:
     return {
         **made,
         "shared_buffers": buffers,
+        "shared_server_buffers": shared_settings(url).get("shared_buffers", "?"),
         "limits": limits,
         "latency": [{**asdict(item), "median_ms": item.median_ms} for item in latency],
     }

@@ -275,8 +275,8 @@ def _claims(results: dict, checks: list, ratios: list) -> list[str]:
             f"**{sized['due']:,} due of {sized['rows']:,} bindings, a private PostgreSQL with "
             f"shared_buffers {sized['shared_buffers']}** (the shared server's other settings; "
             "the binding and schedule tables fit in its buffers, as README “Sizing a "
-            "deployment” asks: the shared server's 128 MB hold a third of the binding rows "
-            "a claim reads and the floor does not)"
+            f"deployment” asks; the shared server's {sized.get('shared_server_buffers', '?')} "
+            "may not hold the binding rows a claim reads and the floor does not)"
         )
         out += _tier_table(
             sized, title, f", shared_buffers {sized['shared_buffers']}", checks, ratios

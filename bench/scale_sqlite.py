@@ -7,8 +7,8 @@ directory, ``manage.py migrate``, rows filled in SQL like ``scale_claim.fill``).
 from a reset table each time:
 
 - ``product``: ``mapping.claim.bindings_claim`` with the shipped database settings
-  (rollback journal, ``synchronous=FULL``): one ``UPDATE … RETURNING`` statement and the
-  read of the claimed bindings;
+  (rollback journal, ``synchronous=FULL``): one ``UPDATE … RETURNING`` statement (each
+  returned binding column a primary-key subquery);
 - ``floor``: ``UPDATE … WHERE binding_id IN (SELECT … ORDER BY next_fetch_at LIMIT n)
   RETURNING binding_id`` on ``mapping_schedule`` in one transaction, same journal;
 - ``floor-wal``: the same statement with ``journal_mode=WAL`` and ``synchronous=NORMAL``
