@@ -126,16 +126,20 @@ def _bindings(rows: list[tuple]) -> list[Binding]:
         _CONVERTERS[vendor] = _converters(vendor)
     names = [f.attname for f in _returned()]
     converters = _CONVERTERS[vendor]
-    made = []
+    new, made = Binding.__new__, []
     for row in rows:
-        values = list(row)
-        for index, functions in converters:
-            for convert in functions:
-                values[index] = convert(values[index], None, real)
-        binding = Binding.__new__(Binding)
-        binding.__dict__.update(zip(names, values, strict=True))
-        binding._state = ModelState()
-        binding._state.adding, binding._state.db = False, alias
+        if converters:  # SQLite only: PostgreSQL returns these types as Python's own
+            row = list(row)
+            for index, functions in converters:
+                for convert in functions:
+                    row[index] = convert(row[index], None, real)
+        binding = new(Binding)
+        state = ModelState()
+        state.adding, state.db = False, alias
+        # One C-level dict build per row: the loop runs thousands of times per claim.
+        values = dict(zip(names, row, strict=True))
+        values["_state"] = state
+        binding.__dict__ = values
         made.append(binding)
     return made
 
@@ -162,4 +166,4 @@ def bindings_claim(now: datetime, limit: int) -> list[tuple[Binding, Lease]]:
         cursor.execute(claim_sql(connection.vendor), params)
         rows = _bindings(cursor.fetchall())
     renew_at = time.monotonic() + ttl / 4
-    return [(row, Lease(row.pk, token, renew_at=renew_at)) for row in rows]
+    return [(row, Lease(row.id, token, renew_at)) for row in rows]

@@ -70,6 +70,16 @@ def _start_ticks(pid: int) -> int | None:
 
 
 @cache
+def _own_start_ticks(pid: int) -> int:
+    """This process's start, read once per process id (a claimer asks at every claim)."""
+    return _start_ticks(pid) or 0
+
+
+# A child may later get a pid its ancestors' cache knew: it reads its own start again.
+os.register_at_fork(after_in_child=_own_start_ticks.cache_clear)
+
+
+@cache
 def _host() -> str:
     return (socket.gethostname() or "localhost").replace("|", "_")
 
@@ -85,8 +95,8 @@ class Holder:
 
     @classmethod
     def current(cls) -> Holder:
-        pid = os.getpid()  # not cached: a forked worker child is another holder
-        return cls(_host(), pid, _start_ticks(pid) or 0, timezone.now())
+        pid = os.getpid()  # asked each time: a forked worker child is another holder
+        return cls(_host(), pid, _own_start_ticks(pid), timezone.now())
 
     def __str__(self) -> str:
         return f"{self.host}|{self.pid}|{self.started}|{self.since.timestamp():.0f}"
@@ -120,7 +130,7 @@ class Holder:
         return bool(self.started) and started != self.started
 
 
-@dataclass
+@dataclass(slots=True)  # thousands per claim: no per-instance dict
 class Lease:
     """Our claim on one binding; every fenced write proves we still own it and extends it."""
 
