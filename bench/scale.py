@@ -82,7 +82,9 @@ def _sizes(args) -> dict:
     return {
         "tiers": [(100_000, 1_000), (1_000_000, 10_000)],
         "sized_buffers": "1GB",  # README "Sizing a deployment": the hot tables in memory
-        "repeat": 7,  # one claim after a reset varies by half between repeats on this box
+        # One claim after a reset varies by half between repeats on this box (the report
+        # prints the middle half): more repeats steady the median.
+        "repeat": 11,
         "drain_batch": 100,
         "drain_repeat": 2,
         "drain_s": 6.0,
@@ -166,6 +168,7 @@ def _claims_sized(url: str, sizes: dict, env: dict[str, str]) -> dict | None:
             latency = scale_claim.measure_latency(
                 sized_url, pool, limits, scale_claim.VARIANTS, sizes["repeat"], log
             )
+            plans = {str(n): scale_claim.floor_plan(sized_url, "scale_floor", n) for n in limits}
         finally:
             pool.close()
     return {
@@ -173,8 +176,13 @@ def _claims_sized(url: str, sizes: dict, env: dict[str, str]) -> dict | None:
         "shared_buffers": buffers,
         "shared_server_buffers": shared_settings(url).get("shared_buffers", "?"),
         "limits": limits,
-        "latency": [{**asdict(item), "median_ms": item.median_ms} for item in latency],
+        "latency": [_latency(item) for item in latency],
+        "floor_plans": plans,
     }
+
+
+def _latency(item: scale_claim.Latency) -> dict:
+    return {**asdict(item), "median_ms": item.median_ms, "quartiles_ms": item.quartiles_ms}
 
 
 def _claim_tier(url, pool, made: dict, sizes: dict, last: bool) -> dict:
@@ -183,13 +191,15 @@ def _claim_tier(url, pool, made: dict, sizes: dict, last: bool) -> dict:
     latency = scale_claim.measure_latency(
         url, pool, limits, scale_claim.VARIANTS, sizes["repeat"], log
     )
+    plans = {str(n): scale_claim.floor_plan(url, "scale_floor", n) for n in limits}
     probe = pool.call(0, {"op": "latency", "variant": scale_claim.PRODUCT, "limit": limits[0]})
     scale_claim.reset(url, ["mapping_schedule"])
     tier = {
         **made,
         "limits": limits,
-        "latency": [{**asdict(item), "median_ms": item.median_ms} for item in latency],
+        "latency": [_latency(item) for item in latency],
         "product_sql": probe["sql"],
+        "floor_plans": plans,
     }
     if not last:
         return tier
