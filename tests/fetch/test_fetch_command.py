@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 import socket
 import subprocess
 import uuid
@@ -134,3 +135,25 @@ def test_it_names_a_live_holder_and_exits_non_zero(isp, make_binding):
     _hold(binding, Holder.current())
     with pytest.raises(CommandError, match="1 skipped"):
         call_command("fetch", binding.account.address, stdout=out, stderr=io.StringIO())
+
+
+def test_a_forked_child_names_its_own_start_not_its_parents():
+    """The holder's process start is read once per process; a prefork child reads its own,
+    or a dead-holder check would judge a live child by its parent's start."""
+    parent = Holder.current()
+    assert parent.started
+    assert not parent.is_gone()
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: say what it would write in a lease and what /proc says
+        child = Holder.current()
+        truth = Path(f"/proc/{os.getpid()}/stat").read_bytes().rpartition(b")")[2].split()[19]
+        os.write(write, f"{child.pid} {child.started} {int(truth)}".encode())
+        os._exit(0)
+    os.close(write)
+    os.waitpid(pid, 0)
+    child_pid, child_started, truth = (int(x) for x in os.read(read, 100).split())
+    os.close(read)
+    assert child_pid == pid != parent.pid
+    assert child_started == truth > parent.started
+    assert Holder.current().started == parent.started
