@@ -10,6 +10,7 @@ from tests.factories import (
     BindingFactory,
     DomainFactory,
 )
+from tests.windows import fresh_window
 
 pytestmark = pytest.mark.django_db
 
@@ -85,6 +86,7 @@ def test_it_refuses_a_wrong_password_and_an_inactive_account(client):
 
 def test_it_throttles_repeated_failed_logins(client, settings):
     settings.LOGIN_RATE_LIMIT = "3/300"
+    fresh_window("3/300")
     admin = AdminAccountFactory()
     for _ in range(3):
         client.post(reverse("login"), {"username": admin.address, "password": "nope"})

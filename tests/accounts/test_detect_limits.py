@@ -12,6 +12,7 @@ import pytest
 from django.test import RequestFactory
 
 from accounts import throttle
+from tests.windows import fresh_window
 
 ROOT = Path(__file__).resolve().parents[2]
 REDIS = "redis://127.0.0.1:6379/1"
@@ -25,6 +26,7 @@ def _request(user_pk: int):
 
 def test_it_allows_n_detects_per_user_per_window_then_says_how_long_to_wait(settings):
     settings.DETECT_RATE_LIMIT = "3/60"
+    fresh_window("3/60")
     assert [throttle.detect_hit(_request(7)) for _ in range(3)] == [0, 0, 0]
     assert 1 <= throttle.detect_hit(_request(7)) <= 60
     assert throttle.detect_hit(_request(8)) == 0  # another user has their own budget

@@ -10,6 +10,7 @@ from django.urls import reverse
 
 from accounts import throttle
 from tests.factories import LOCAL_PASSWORD, AccountFactory, AdminAccountFactory, SuperuserFactory
+from tests.windows import fresh_window
 
 pytestmark = pytest.mark.django_db
 
@@ -20,6 +21,7 @@ ATTACKER, COLLEAGUE = "127.0.0.66", "127.0.0.77"
 @pytest.fixture(autouse=True)
 def _three_guesses(settings):
     settings.LOGIN_RATE_LIMIT = "3/300"
+    fresh_window("3/300")
 
 
 def _login(client, username, password, **extra):

@@ -14,6 +14,7 @@ from mapping.models import FetchOutcome
 from tests.factories import LOCAL_PASSWORD, AccountFactory, BindingFactory, DomainFactory
 from tests.fetch.conftest import assert_exactly
 from tests.servers.dovecot import free_port
+from tests.windows import fresh_window
 
 pytestmark = pytest.mark.django_db
 
@@ -118,6 +119,7 @@ def test_fetch_now_without_htmx_redirects_with_a_message(admin_client, domain, q
 
 def test_fetch_now_is_limited_per_user_in_words(admin_client, domain, queued, settings):
     settings.FETCH_NOW_RATE_LIMIT = "2/60"
+    fresh_window("2/60")
     binding = BindingFactory(account=AccountFactory(domain=domain))
     for _ in range(2):
         assert admin_client.post(urls(binding)["fetch"], **HTMX).status_code == 200

@@ -12,6 +12,7 @@ from accounts import throttle
 from mapping import outbound
 from tests import factories
 from tests.servers.faultpop import FaultPop
+from tests.windows import fresh_window
 
 pytestmark = pytest.mark.django_db
 PASSWORD = "Isp-Secret-7731"
@@ -118,6 +119,7 @@ def test_it_honours_the_allowed_targets_setting(admin_client, domain, settings, 
 
 def test_it_is_rate_limited_per_user(admin_client, domain, settings, monkeypatch):
     settings.DETECT_RATE_LIMIT = "2/60"
+    fresh_window("2/60")
     monkeypatch.setattr(socket.socket, "connect", lambda self, a: None)
     url = reverse("account-create-detect", args=[domain.pk])
     fields = wizard_fields(**{"map-host": "169.254.169.254", "map-smtp_host": "169.254.169.254"})
