@@ -168,7 +168,7 @@ def _claims_sized(url: str, sizes: dict, env: dict[str, str]) -> dict | None:
             latency = scale_claim.measure_latency(
                 sized_url, pool, limits, scale_claim.VARIANTS, sizes["repeat"], log
             )
-            plans = {str(n): scale_claim.floor_plan(sized_url, "scale_floor", n) for n in limits}
+            plans = scale_claim.floor_plans(sized_url, limits)
         finally:
             pool.close()
     return {
@@ -191,7 +191,7 @@ def _claim_tier(url, pool, made: dict, sizes: dict, last: bool) -> dict:
     latency = scale_claim.measure_latency(
         url, pool, limits, scale_claim.VARIANTS, sizes["repeat"], log
     )
-    plans = {str(n): scale_claim.floor_plan(url, "scale_floor", n) for n in limits}
+    plans = scale_claim.floor_plans(url, limits)
     probe = pool.call(0, {"op": "latency", "variant": scale_claim.PRODUCT, "limit": limits[0]})
     scale_claim.reset(url, ["mapping_schedule"])
     tier = {

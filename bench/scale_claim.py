@@ -51,7 +51,7 @@ import sys
 import time
 import uuid
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import psycopg
@@ -78,6 +78,7 @@ TABLE = {
     PRODUCT: "mapping_schedule",
     PRODUCT_CYCLE: "mapping_schedule",
 }
+HASHED = "hash join over the whole table"  # a floor_plan no claim needs to beat
 KEY = {"scale_floor": "id", "mapping_schedule": "binding_id"}
 # What makes a row claimable besides its time: the floor keeps the issue's `enabled`; a
 # schedule row of a disabled binding has no due time (the partial index leaves it out).
@@ -106,18 +107,22 @@ def floor_sql(table: str) -> str:
 def floor_plan(url: str, table: str, limit: int) -> str:
     """How PostgreSQL plans the floor's statement on `table` for `limit` rows: the join that
     finds the picked rows again, in words."""
-    now = time.time()
+    now = datetime.now(UTC)
+    params = {"now": now, "lease_until": now + timedelta(seconds=LEASE_SECONDS)}
+    params |= {"token": uuid.uuid4(), "limit": limit}
     with psycopg.connect(url, autocommit=True) as conn:
-        params = {"now": None, "lease_until": None, "token": uuid.uuid4(), "limit": limit}
-        params["now"] = conn.execute("SELECT to_timestamp(%s)", [now]).fetchone()[0]
-        params["lease_until"] = params["now"] + timedelta(seconds=LEASE_SECONDS)
         plan = conn.execute("EXPLAIN (FORMAT JSON) " + floor_sql(table), params).fetchone()[0]
     text = json.dumps(plan)
     if "Hash Semi Join" in text or "Hash Join" in text:
-        return "hash join over the whole table"
+        return HASHED
     if "Nested Loop" in text:
         return "nested loop over the picked ids"
     return "other"
+
+
+def floor_plans(url: str, limits: list[int]) -> dict[str, str]:
+    """``floor_plan`` of ``scale_floor`` per limit, keyed as JSON keeps them (text)."""
+    return {str(n): floor_plan(url, "scale_floor", n) for n in limits}
 
 
 # --- filling ---------------------------------------------------------------------------

@@ -14,6 +14,6 @@ def fresh_window(rate: str, need: float = 10.0) -> None:
     crosses one starts again from zero and sees no refusal (it happened once in CI).
     """
     _, seconds = throttle.parse_rate(rate)
-    left = seconds - time.time() % seconds
+    _, left = throttle._window(seconds)  # the limiter's own windows
     if left < need:
         time.sleep(left + 0.05)
